@@ -1,0 +1,41 @@
+# azureml-attach — the two commands are `make demo` and `make test`.
+SHELL := /usr/bin/env bash
+CARGO ?= cargo
+# The directory holding kube-apiserver, kube-controller-manager, kubectl, etcd and helm.
+# Built from the Go module proxy on first use and cached outside the tree (see README, Development).
+TESTENV_BIN_CMD = bash testenv/scripts/build-binaries.sh | tail -n 1
+
+.PHONY: all build test demo testenv crds check-crds fmt lint clean-testenv
+
+all: build
+
+build:
+	$(CARGO) build --workspace --locked
+
+## Build (once) the real Kubernetes control plane, etcd and helm used by tests and the demo.
+testenv:
+	@bash testenv/scripts/build-binaries.sh
+
+## Everything CI runs: formatting, lints, CRD drift, unit, emulator, end-to-end and packaging tests.
+test: lint check-crds
+	@bin=$$($(TESTENV_BIN_CMD)) && export AZUREML_ATTACH_TESTENV_BIN="$$bin" && \
+	  $(CARGO) test --workspace --locked --no-fail-fast
+
+## The whole product on a local control plane and the Azure ML emulator.
+demo:
+	@bin=$$($(TESTENV_BIN_CMD)) && export AZUREML_ATTACH_TESTENV_BIN="$$bin" && \
+	  bash hack/demo.sh
+
+## Regenerate the CRD YAML in crds/ from the Rust types.
+crds:
+	$(CARGO) run --locked --quiet --bin azureml-attach -- crds --out-dir crds
+
+check-crds: crds
+	@git diff --exit-code -- crds/ || { echo "crds/ is out of date: run 'make crds' and commit" >&2; exit 1; }
+
+fmt:
+	$(CARGO) fmt --all
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings

@@ -1,0 +1,1 @@
+//! Azure ML emulator (placeholder; being built).

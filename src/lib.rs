@@ -1,0 +1,1 @@
+//! azureml-attach operator library (placeholder; being built).

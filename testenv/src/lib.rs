@@ -1,0 +1,1 @@
+//! Kubernetes test environment (placeholder; being built).
