@@ -29,9 +29,10 @@ demo:
 ## Regenerate the CRD YAML in crds/ from the Rust types.
 crds:
 	$(CARGO) run --locked --quiet --bin azureml-attach -- crds --out-dir crds
+	@bash hack/sync-crds.sh
 
 check-crds: crds
-	@git diff --exit-code -- crds/ || { echo "crds/ is out of date: run 'make crds' and commit" >&2; exit 1; }
+	@git diff --exit-code -- crds/ charts/azureml-attach/crds/ deploy/base/crds/ || { echo "crds/ (or its copies in the chart and deploy/base) is out of date: run 'make crds' and commit" >&2; exit 1; }
 
 fmt:
 	$(CARGO) fmt --all

@@ -1,1 +1,4 @@
-//! azureml-attach operator library (placeholder; being built).
+//! azureml-attach: a Kubernetes operator that attaches existing Azure compute to Azure ML
+//! workspaces as compute targets.
+
+pub mod api;

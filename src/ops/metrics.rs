@@ -1,0 +1,301 @@
+//! Prometheus metrics (prometheus-client, OpenMetrics text on `/metrics`).
+//!
+//! Every metric is prefixed `azureml_attach_`. Labels are low-cardinality by construction:
+//! kinds, results, error reasons (`metric_label()`s), ARM operation ids, HTTP status codes and
+//! op classes; never object names.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Labels `{kind, result}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindResultLabels {
+    /// Resource kind (`RemoteVmTarget`, `MLWorkspace`, …).
+    pub kind: String,
+    /// `success` or `error`.
+    pub result: String,
+}
+
+/// Labels `{kind, reason}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindReasonLabels {
+    /// Resource kind.
+    pub kind: String,
+    /// Error reason (an error's `metric_label()`).
+    pub reason: String,
+}
+
+/// Labels `{kind}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    /// Resource kind.
+    pub kind: String,
+}
+
+/// Labels `{operation, status}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationStatusLabels {
+    /// ARM operation id (`Compute_Get`, …).
+    pub operation: String,
+    /// HTTP status code, or `error` when no response arrived.
+    pub status: String,
+}
+
+/// Labels `{operation}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabels {
+    /// ARM operation id.
+    pub operation: String,
+}
+
+/// Labels `{class}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClassLabels {
+    /// `read`, `write` or `delete`.
+    pub class: String,
+}
+
+/// Labels `{kind, state}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindStateLabels {
+    /// Resource kind.
+    pub kind: String,
+    /// Target state (`Ready`, `Attaching`, `Error`, …).
+    pub state: String,
+}
+
+fn reconcile_histogram() -> Histogram {
+    // 5 ms … ~40 s.
+    Histogram::new(exponential_buckets(0.005, 2.0, 14))
+}
+
+fn arm_histogram() -> Histogram {
+    // 10 ms … ~40 s.
+    Histogram::new(exponential_buckets(0.01, 2.0, 13))
+}
+
+/// All operator metrics and their registry. Share as `Arc<Metrics>`.
+pub struct Metrics {
+    registry: Registry,
+    reconcile_total: Family<KindResultLabels, Counter>,
+    reconcile_errors_total: Family<KindReasonLabels, Counter>,
+    reconcile_duration: Family<KindLabels, Histogram, fn() -> Histogram>,
+    arm_requests_total: Family<OperationStatusLabels, Counter>,
+    arm_request_duration: Family<OperationLabels, Histogram, fn() -> Histogram>,
+    arm_throttled_total: Family<ClassLabels, Counter>,
+    targets: Family<KindStateLabels, Gauge>,
+    /// Serializes `set_targets` so a kind's states are replaced atomically.
+    targets_lock: Mutex<()>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Creates the metrics and registers them under `azureml_attach_`.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("azureml_attach");
+        let reconcile_total = Family::<KindResultLabels, Counter>::default();
+        let reconcile_errors_total = Family::<KindReasonLabels, Counter>::default();
+        let reconcile_duration =
+            Family::<KindLabels, Histogram, fn() -> Histogram>::new_with_constructor(reconcile_histogram as fn() -> Histogram);
+        let arm_requests_total = Family::<OperationStatusLabels, Counter>::default();
+        let arm_request_duration =
+            Family::<OperationLabels, Histogram, fn() -> Histogram>::new_with_constructor(arm_histogram as fn() -> Histogram);
+        let arm_throttled_total = Family::<ClassLabels, Counter>::default();
+        let targets = Family::<KindStateLabels, Gauge>::default();
+
+        // Counter names get `_total` appended by the encoder.
+        registry.register("reconcile", "Reconciliations by kind and result", reconcile_total.clone());
+        registry.register(
+            "reconcile_errors",
+            "Reconciliation errors by kind and reason",
+            reconcile_errors_total.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Duration of one reconciliation",
+            reconcile_duration.clone(),
+        );
+        registry.register(
+            "arm_requests",
+            "ARM requests by operation and HTTP status",
+            arm_requests_total.clone(),
+        );
+        registry.register(
+            "arm_request_duration_seconds",
+            "ARM request latency by operation",
+            arm_request_duration.clone(),
+        );
+        registry.register(
+            "arm_throttled",
+            "ARM throttling events (429 or client-side budget exhausted) by op class",
+            arm_throttled_total.clone(),
+        );
+        registry.register("targets", "Compute targets by kind and state", targets.clone());
+
+        Self {
+            registry,
+            reconcile_total,
+            reconcile_errors_total,
+            reconcile_duration,
+            arm_requests_total,
+            arm_request_duration,
+            arm_throttled_total,
+            targets,
+            targets_lock: Mutex::new(()),
+        }
+    }
+
+    /// Records one finished reconciliation (`result` is `success` or `error`).
+    pub fn reconcile_finished(&self, kind: &str, success: bool, duration: Duration) {
+        let result = if success { "success" } else { "error" };
+        self.reconcile_total
+            .get_or_create(&KindResultLabels {
+                kind: kind.to_string(),
+                result: result.to_string(),
+            })
+            .inc();
+        self.reconcile_duration
+            .get_or_create(&KindLabels { kind: kind.to_string() })
+            .observe(duration.as_secs_f64());
+    }
+
+    /// Records a reconciliation error by reason (an error's `metric_label()`).
+    pub fn reconcile_error(&self, kind: &str, reason: &str) {
+        self.reconcile_errors_total
+            .get_or_create(&KindReasonLabels {
+                kind: kind.to_string(),
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+
+    /// Records one ARM request; `status` is `None` when no response arrived.
+    pub fn arm_request(&self, operation: &str, status: Option<u16>, duration: Duration) {
+        let status = status.map_or_else(|| "error".to_string(), |s| s.to_string());
+        self.arm_requests_total
+            .get_or_create(&OperationStatusLabels {
+                operation: operation.to_string(),
+                status,
+            })
+            .inc();
+        self.arm_request_duration
+            .get_or_create(&OperationLabels {
+                operation: operation.to_string(),
+            })
+            .observe(duration.as_secs_f64());
+    }
+
+    /// Records a throttling event for `class` (`read`, `write`, `delete`).
+    pub fn arm_throttled(&self, class: &str) {
+        self.arm_throttled_total
+            .get_or_create(&ClassLabels {
+                class: class.to_string(),
+            })
+            .inc();
+    }
+
+    /// Replaces the target counts of `kind`: states not in `counts` drop to zero.
+    pub fn set_targets<'a>(&self, kind: &str, counts: impl IntoIterator<Item = (&'a str, i64)>) {
+        let _guard = self.targets_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let counts: Vec<(&str, i64)> = counts.into_iter().collect();
+        // Zero the states this kind had before (Family has no per-kind iteration, so keep
+        // the series and reset them: a vanished state reads 0, not a stale count).
+        for state in KNOWN_STATES {
+            if !counts.iter().any(|(s, _)| s == state) {
+                self.targets
+                    .get_or_create(&KindStateLabels {
+                        kind: kind.to_string(),
+                        state: (*state).to_string(),
+                    })
+                    .set(0);
+            }
+        }
+        for (state, count) in counts {
+            self.targets
+                .get_or_create(&KindStateLabels {
+                    kind: kind.to_string(),
+                    state: state.to_string(),
+                })
+                .set(count);
+        }
+    }
+
+    /// Sets one `targets{kind,state}` gauge.
+    pub fn set_target_count(&self, kind: &str, state: &str, count: i64) {
+        self.targets
+            .get_or_create(&KindStateLabels {
+                kind: kind.to_string(),
+                state: state.to_string(),
+            })
+            .set(count);
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+/// States reset by [`Metrics::set_targets`] when absent from its input.
+pub const KNOWN_STATES: &[&str] = &[
+    "Ready",
+    "Attaching",
+    "Detaching",
+    "Reattaching",
+    "Pending",
+    "Error",
+    "Duplicate",
+    "Blocked",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_encode_with_prefix_and_labels() {
+        let m = Metrics::new();
+        m.reconcile_finished("RemoteVmTarget", true, Duration::from_millis(20));
+        m.reconcile_error("RemoteVmTarget", "throttled");
+        m.arm_request("Compute_Get", Some(200), Duration::from_millis(15));
+        m.arm_request("Compute_Get", None, Duration::from_millis(15));
+        m.arm_throttled("read");
+        m.set_targets("RemoteVmTarget", [("Ready", 3), ("Error", 1)]);
+        m.set_targets("RemoteVmTarget", [("Ready", 4)]);
+        let text = m.encode().unwrap();
+        for needle in [
+            r#"azureml_attach_reconcile_total{kind="RemoteVmTarget",result="success"} 1"#,
+            r#"azureml_attach_reconcile_errors_total{kind="RemoteVmTarget",reason="throttled"} 1"#,
+            r#"azureml_attach_reconcile_duration_seconds_count{kind="RemoteVmTarget"} 1"#,
+            r#"azureml_attach_arm_requests_total{operation="Compute_Get",status="200"} 1"#,
+            r#"azureml_attach_arm_requests_total{operation="Compute_Get",status="error"} 1"#,
+            r#"azureml_attach_arm_request_duration_seconds_count{operation="Compute_Get"} 2"#,
+            r#"azureml_attach_arm_throttled_total{class="read"} 1"#,
+            r#"azureml_attach_targets{kind="RemoteVmTarget",state="Ready"} 4"#,
+            r#"azureml_attach_targets{kind="RemoteVmTarget",state="Error"} 0"#,
+            "# EOF",
+        ] {
+            assert!(text.contains(needle), "missing {needle} in\n{text}");
+        }
+    }
+}

@@ -1,0 +1,575 @@
+//! Packaging tests: the Helm chart, the kustomize base and the samples, proved on a real
+//! kube-apiserver (server-side apply, Pod Security admission, CRD validation), not by reading YAML.
+//!
+//! Every test shares this binary's control plane (`TestEnv::global()`) and works in its own
+//! namespace and release name, so they run in parallel.
+
+use std::{
+    collections::BTreeSet,
+    io::Write,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::OnceLock,
+};
+
+use serde::Deserialize as _;
+use serde_yaml::Value;
+use testenv::TestEnv;
+
+/// The repository root (this package is the root package).
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn chart() -> PathBuf {
+    repo().join("charts/azureml-attach")
+}
+
+/// Output of a command that must succeed; panics with its stderr otherwise.
+fn run_ok(what: &str, cmd: &mut Command, stdin: Option<&str>) -> String {
+    let (ok, stdout, stderr) = run(cmd, stdin);
+    assert!(ok, "{what} failed:\n--- stderr ---\n{stderr}\n--- stdout ---\n{stdout}");
+    stdout
+}
+
+/// Stderr (and stdout) of a command that must fail; panics if it succeeds.
+fn run_err(what: &str, cmd: &mut Command, stdin: Option<&str>) -> String {
+    let (ok, stdout, stderr) = run(cmd, stdin);
+    assert!(!ok, "{what} succeeded but must fail:\n{stdout}");
+    format!("{stderr}{stdout}")
+}
+
+fn run(cmd: &mut Command, stdin: Option<&str>) -> (bool, String, String) {
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().unwrap();
+        pipe.write_all(input.as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The documents of a multi-document YAML stream (empty documents dropped).
+fn documents(yaml: &str) -> Vec<Value> {
+    serde_yaml::Deserializer::from_str(yaml)
+        .map(|d| Value::deserialize(d).unwrap())
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+
+fn kind(doc: &Value) -> &str {
+    doc["kind"].as_str().unwrap_or_default()
+}
+
+fn find<'a>(docs: &'a [Value], kind_: &str) -> &'a Value {
+    docs.iter()
+        .find(|d| kind(d) == kind_)
+        .unwrap_or_else(|| panic!("no {kind_} in the rendered manifests"))
+}
+
+fn kubectl(env: &TestEnv) -> Command {
+    let mut cmd = env.kubectl();
+    cmd.arg("--request-timeout=60s");
+    cmd
+}
+
+/// `helm template` of the chart with `--set` pairs and an optional values file.
+fn helm_template(
+    env: &TestEnv,
+    release: &str,
+    namespace: &str,
+    sets: &[&str],
+    values: Option<&Path>,
+) -> Command {
+    let mut cmd = env.helm();
+    cmd.args(["template", release])
+        .arg(chart())
+        .args(["--namespace", namespace, "--include-crds"]);
+    for set in sets {
+        cmd.args(["--set", set]);
+    }
+    if let Some(file) = values {
+        cmd.arg("--values").arg(file);
+    }
+    cmd
+}
+
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(future)
+}
+
+/// A fresh namespace that enforces the `restricted` Pod Security Standard.
+fn restricted_namespace(env: &TestEnv, prefix: &str) -> String {
+    let ns = block_on(env.create_namespace(prefix));
+    run_ok(
+        "labelling the namespace restricted",
+        kubectl(env).args([
+            "label",
+            "namespace",
+            &ns,
+            "pod-security.kubernetes.io/enforce=restricted",
+            "pod-security.kubernetes.io/enforce-version=latest",
+            "--overwrite",
+        ]),
+        None,
+    );
+    ns
+}
+
+fn apply_server_side(env: &TestEnv, what: &str, manifests: &str) -> String {
+    run_ok(
+        what,
+        kubectl(env).args([
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager=packaging-test",
+            "-f",
+            "-",
+        ]),
+        Some(manifests),
+    )
+}
+
+/// Creates the Deployment's pod template as a Pod with `dryRun=All` in `namespace`, so the
+/// Pod Security admission plugin judges exactly what the Deployment would run.
+fn create_pod_dry_run(env: &TestEnv, deployment: &Value, namespace: &str) -> Result<String, String> {
+    let template = &deployment["spec"]["template"];
+    let mut pod = serde_yaml::Mapping::new();
+    pod.insert("apiVersion".into(), "v1".into());
+    pod.insert("kind".into(), "Pod".into());
+    let mut meta = serde_yaml::Mapping::new();
+    meta.insert("name".into(), "pod-template-dry-run".into());
+    meta.insert("namespace".into(), namespace.into());
+    meta.insert("labels".into(), template["metadata"]["labels"].clone());
+    meta.insert("annotations".into(), template["metadata"]["annotations"].clone());
+    pod.insert("metadata".into(), Value::Mapping(meta));
+    pod.insert("spec".into(), template["spec"].clone());
+    let yaml = serde_yaml::to_string(&Value::Mapping(pod)).unwrap();
+    let (ok, stdout, stderr) = run(
+        kubectl(env).args(["create", "--dry-run=server", "-o", "name", "-f", "-"]),
+        Some(&yaml),
+    );
+    if ok { Ok(stdout) } else { Err(stderr) }
+}
+
+/// Proves that the namespace really enforces `restricted`: a plain pod is refused.
+fn assert_restricted_is_enforced(env: &TestEnv, namespace: &str) {
+    let pod = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: plain, namespace: {namespace}}}\n\
+         spec: {{containers: [{{name: c, image: busybox}}]}}\n"
+    );
+    let err = run_err(
+        "a pod without a securityContext in a restricted namespace",
+        kubectl(env).args(["create", "--dry-run=server", "-f", "-"]),
+        Some(&pod),
+    );
+    assert!(err.contains("violates PodSecurity"), "unexpected refusal: {err}");
+}
+
+/// Installs the CRDs from `crds/` once per test binary and waits until they are served.
+fn install_crds(env: &TestEnv) {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        run_ok(
+            "applying crds/",
+            kubectl(env)
+                .args(["apply", "--server-side", "--force-conflicts", "-f"])
+                .arg(repo().join("crds")),
+            None,
+        );
+        run_ok(
+            "waiting for the CRDs",
+            kubectl(env).args([
+                "wait",
+                "--for=condition=Established",
+                "--timeout=60s",
+                "crd",
+                "-l",
+                "app.kubernetes.io/part-of=azureml-attach",
+            ]),
+            None,
+        );
+    });
+}
+
+/// Every rule's (apiGroups, resources, verbs, resourceNames, nonResourceURLs) as sorted sets,
+/// so that ordering inside a rule does not matter.
+fn normalized_rules(role: &Value) -> BTreeSet<String> {
+    let set = |v: &Value| -> Vec<String> {
+        let mut items: Vec<String> = v
+            .as_sequence()
+            .map(|s| s.iter().map(|i| i.as_str().unwrap_or_default().to_owned()).collect())
+            .unwrap_or_default();
+        items.sort();
+        items
+    };
+    role["rules"]
+        .as_sequence()
+        .expect("rules")
+        .iter()
+        .map(|r| {
+            format!(
+                "{:?} {:?} {:?} {:?} {:?}",
+                set(&r["apiGroups"]),
+                set(&r["resources"]),
+                set(&r["verbs"]),
+                set(&r["resourceNames"]),
+                set(&r["nonResourceURLs"])
+            )
+        })
+        .collect()
+}
+
+fn assert_no_wildcards(role: &Value) {
+    for rule in role["rules"].as_sequence().expect("rules") {
+        for field in ["apiGroups", "resources", "verbs"] {
+            for item in rule[field].as_sequence().into_iter().flatten() {
+                assert_ne!(item.as_str(), Some("*"), "wildcard in {field} of {rule:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn helm_lint_is_clean() {
+    let env = TestEnv::global();
+    let out = run_ok(
+        "helm lint --strict",
+        env.helm().args(["lint", "--strict"]).arg(chart()),
+        None,
+    );
+    assert!(out.contains("0 chart(s) failed"), "{out}");
+    assert!(!out.contains("[WARNING]") && !out.contains("[ERROR]"), "{out}");
+    let values = chart().join("ci/nondefault-values.yaml");
+    let out = run_ok(
+        "helm lint --strict with non-default values",
+        env.helm().args(["lint", "--strict"]).arg(chart()).arg("--values").arg(values),
+        None,
+    );
+    assert!(!out.contains("[WARNING]") && !out.contains("[ERROR]"), "{out}");
+}
+
+#[test]
+fn chart_rbac_equals_deploy_base_rbac_and_has_no_wildcards() {
+    let env = TestEnv::global();
+    let rendered = run_ok(
+        "helm template",
+        &mut helm_template(env, "azureml-attach", "azureml-attach-system", &[], None),
+        None,
+    );
+    let chart_docs = documents(&rendered);
+    let base_docs = documents(&std::fs::read_to_string(repo().join("deploy/base/rbac.yaml")).unwrap());
+    for kind_ in ["ClusterRole", "Role"] {
+        let ours: Vec<&Value> = chart_docs.iter().filter(|d| kind(d) == kind_).collect();
+        let theirs: Vec<&Value> = base_docs.iter().filter(|d| kind(d) == kind_).collect();
+        assert_eq!(ours.len(), theirs.len(), "number of {kind_}s: chart vs deploy/base/rbac.yaml");
+        for (a, b) in ours.iter().zip(&theirs) {
+            assert_no_wildcards(a);
+            assert_eq!(
+                normalized_rules(a),
+                normalized_rules(b),
+                "{kind_} rules differ between the chart and deploy/base/rbac.yaml"
+            );
+        }
+    }
+    // With the conventional release name the chart's names match deploy/base.
+    let sa = find(&chart_docs, "ServiceAccount");
+    assert_eq!(sa["metadata"]["name"], find(&base_docs, "ServiceAccount")["metadata"]["name"]);
+}
+
+/// Renders, applies (server side) and checks the pod template against `restricted`.
+fn apply_chart_and_check(env: &TestEnv, release: &str, sets: &[&str], values: Option<&Path>) -> Vec<Value> {
+    let ns = restricted_namespace(env, release);
+    let rendered = run_ok(
+        "helm template",
+        &mut helm_template(env, release, &ns, sets, values),
+        None,
+    );
+    let docs = documents(&rendered);
+    apply_server_side(env, "applying the rendered chart", &rendered);
+    let deployment = find(&docs, "Deployment");
+    let name = deployment["metadata"]["name"].as_str().unwrap();
+    run_ok(
+        "reading back the Deployment",
+        kubectl(env).args(["get", "deployment", name, "-n", &ns, "-o", "name"]),
+        None,
+    );
+    assert_restricted_is_enforced(env, &ns);
+    if let Err(err) = create_pod_dry_run(env, deployment, &ns) {
+        panic!("the chart's pod template is refused in a restricted namespace:\n{err}");
+    }
+    docs
+}
+
+fn container_args(docs: &[Value]) -> Vec<String> {
+    find(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn chart_with_default_values_applies_and_passes_restricted() {
+    let env = TestEnv::global();
+    let docs = apply_chart_and_check(env, "pkg-default", &[], None);
+    let deployment = find(&docs, "Deployment");
+    assert_eq!(deployment["spec"]["replicas"], 1);
+    let args = container_args(&docs);
+    assert!(args.contains(&"--cloud=AzurePublic".to_owned()), "{args:?}");
+    assert!(!args.iter().any(|a| a == "--leader-elect"), "{args:?}");
+    assert!(docs.iter().any(|d| kind(d) == "CustomResourceDefinition"));
+    assert!(!docs.iter().any(|d| kind(d) == "ServiceMonitor" || kind(d) == "PodDisruptionBudget"));
+}
+
+/// Minimal stand-in for the prometheus-operator CRD, so the ServiceMonitor can be applied.
+const SERVICE_MONITOR_CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: servicemonitors.monitoring.coreos.com}
+spec:
+  group: monitoring.coreos.com
+  names: {kind: ServiceMonitor, listKind: ServiceMonitorList, plural: servicemonitors, singular: servicemonitor}
+  scope: Namespaced
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+"#;
+
+#[test]
+fn chart_with_non_default_values_applies_and_passes_restricted() {
+    let env = TestEnv::global();
+    apply_server_side(env, "a ServiceMonitor CRD", SERVICE_MONITOR_CRD);
+    run_ok(
+        "waiting for the ServiceMonitor CRD",
+        kubectl(env).args([
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/servicemonitors.monitoring.coreos.com",
+        ]),
+        None,
+    );
+    let values = chart().join("ci/nondefault-values.yaml");
+    let docs = apply_chart_and_check(env, "pkg-custom", &[], Some(&values));
+
+    let deployment = find(&docs, "Deployment");
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    let args = container_args(&docs);
+    for expected in [
+        "--cloud=Custom",
+        "--arm-endpoint=https://management.azurestack.example.com",
+        "--authority-host=https://login.azurestack.example.com",
+        "--extra-ca-file=/etc/azureml-attach/ca/ca-bundle.pem",
+        "--api-version=2025-12-01",
+        "--resync-period=90s",
+        "--watch-namespaces=ml-team-a,ml-team-b",
+        "--log-format=text",
+        "--leader-elect",
+    ] {
+        assert!(args.iter().any(|a| a == expected), "missing {expected} in {args:?}");
+    }
+    let pod = &deployment["spec"]["template"];
+    assert_eq!(pod["metadata"]["labels"]["azure.workload.identity/use"], "true");
+    assert_eq!(pod["metadata"]["annotations"]["example.com/team"], "ml-platform");
+    assert_eq!(pod["spec"]["nodeSelector"]["agentpool"], "system");
+    assert!(pod["spec"]["tolerations"].as_sequence().is_some_and(|t| !t.is_empty()));
+    assert!(pod["spec"]["affinity"]["podAntiAffinity"].is_mapping());
+    let ca_volume = pod["spec"]["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "extra-ca")
+        .expect("extra-ca volume");
+    assert_eq!(ca_volume["configMap"]["name"], "corp-ca");
+    let ca_mount = pod["spec"]["containers"][0]["volumeMounts"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "extra-ca")
+        .expect("extra-ca mount");
+    assert_eq!(ca_mount["readOnly"], true);
+    let sa = find(&docs, "ServiceAccount");
+    assert_eq!(
+        sa["metadata"]["annotations"]["azure.workload.identity/client-id"],
+        "44444444-4444-4444-4444-444444444444"
+    );
+    find(&docs, "ServiceMonitor");
+    find(&docs, "PodDisruptionBudget");
+}
+
+#[test]
+fn values_schema_refuses_bad_values_with_the_field_name() {
+    let env = TestEnv::global();
+    for (set, field) in [
+        ("replicaCount=-1", "replicaCount"),
+        ("controller.logFormat=xml", "logFormat"),
+        ("controller.resyncPeriod=5 minutes", "resyncPeriod"),
+        ("azure.cloud=Mars", "cloud"),
+        ("azure.armEndpoint=http://insecure.example.com", "armEndpoint"),
+        ("controller.adminPort=70000", "adminPort"),
+        ("unknownKey=1", "unknownKey"),
+    ] {
+        let err = run_err(
+            &format!("helm template --set {set}"),
+            &mut helm_template(env, "pkg-bad", "default", &[set], None),
+            None,
+        );
+        assert!(
+            err.contains("values don't meet the specifications of the schema") && err.contains(field),
+            "--set {set}: the error does not name {field}:\n{err}"
+        );
+    }
+    // Combinations the schema cannot phrase well fail in the templates, with a sentence.
+    for (sets, words) in [
+        (&["azure.cloud=Custom"][..], "azure.cloud=Custom needs azure.armEndpoint"),
+        (&["workloadIdentity.enabled=true"][..], "workloadIdentity.clientId"),
+        (
+            &["azure.extraCA.configMap.name=a", "azure.extraCA.secret.name=b"][..],
+            "not both",
+        ),
+        (
+            &["replicaCount=2", "controller.leaderElection=false"][..],
+            "needs leader election",
+        ),
+    ] {
+        let err = run_err(
+            &format!("helm template --set {sets:?}"),
+            &mut helm_template(env, "pkg-bad", "default", sets, None),
+            None,
+        );
+        assert!(err.contains(words), "--set {sets:?}: expected {words:?} in:\n{err}");
+    }
+}
+
+#[test]
+fn kustomize_base_applies_and_passes_restricted() {
+    let env = TestEnv::global();
+    let rendered = run_ok(
+        "kubectl kustomize deploy/base",
+        kubectl(env).arg("kustomize").arg(repo().join("deploy/base")),
+        None,
+    );
+    let docs = documents(&rendered);
+    for kind_ in ["Namespace", "CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment", "Service"] {
+        find(&docs, kind_);
+    }
+    let namespace = find(&docs, "Namespace");
+    assert_eq!(namespace["metadata"]["name"], "azureml-attach-system");
+    assert_eq!(namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"], "restricted");
+    apply_server_side(env, "applying deploy/base", &rendered);
+    let deployment = find(&docs, "Deployment");
+    // In the base's own namespace (labelled restricted by the base) and in a fresh one.
+    assert_restricted_is_enforced(env, "azureml-attach-system");
+    if let Err(err) = create_pod_dry_run(env, deployment, "azureml-attach-system") {
+        panic!("deploy/base's pod template is refused in its restricted namespace:\n{err}");
+    }
+    let ns = restricted_namespace(env, "pkg-kustomize");
+    if let Err(err) = create_pod_dry_run(env, deployment, &ns) {
+        panic!("deploy/base's pod template is refused in a restricted namespace:\n{err}");
+    }
+}
+
+#[test]
+fn crd_copies_in_chart_and_base_match_crds_dir() {
+    let out = Command::new("bash")
+        .arg(repo().join("hack/sync-crds.sh"))
+        .arg("--check")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the CRD copies are stale (run `make crds`):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The sample files in name order.
+fn sample_files() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(repo().join("deploy/samples"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn every_sample_is_accepted_by_the_api_server() {
+    let env = TestEnv::global();
+    install_crds(env);
+    let files = sample_files();
+    assert!(files.len() >= 7, "expected the namespace, the workspace and five targets: {files:?}");
+    let mut kinds = BTreeSet::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        let docs = documents(&text);
+        kinds.extend(docs.iter().map(|d| kind(d).to_owned()));
+        // Namespaces are created for real (the rest needs them); everything else is a
+        // server-side dry run, so the operator of another test never sees these objects.
+        let only_namespaces = docs.iter().all(|d| kind(d) == "Namespace");
+        let mut cmd = kubectl(env);
+        cmd.args(["apply", "--server-side", "--field-manager=packaging-test"]);
+        if !only_namespaces {
+            cmd.arg("--dry-run=server");
+        }
+        cmd.arg("-f").arg(file);
+        run_ok(&format!("applying {}", file.display()), &mut cmd, None);
+    }
+    for expected in [
+        "Namespace",
+        "Secret",
+        "MLWorkspace",
+        "RemoteVmTarget",
+        "HdInsightTarget",
+        "BatchTarget",
+        "DatabricksTarget",
+        "DataLakeAnalyticsTarget",
+    ] {
+        assert!(kinds.contains(expected), "no {expected} in deploy/samples/ (have {kinds:?})");
+    }
+}
+
+/// Runs `make demo` the way a user does (through hack/demo.sh) with `DEMO_ONCE=1`.
+/// Needs the operator, the emulator and the testenv binaries; it starts its own control plane.
+#[test]
+fn make_demo_once_shows_every_sample_ready() {
+    let env = TestEnv::global();
+    let out = Command::new("bash")
+        .arg(repo().join("hack/demo.sh"))
+        .current_dir(repo())
+        .env("DEMO_ONCE", "1")
+        .env("AZUREML_ATTACH_TESTENV_BIN", env.bin_dir())
+        .env_remove("KUBECONFIG")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "make demo failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("every target is Ready"), "{stdout}");
+    for name in ["gpu-dsvm", "spark-hdi", "batch-pool", "dbw", "adla"] {
+        assert!(
+            stdout.lines().any(|l| l.contains(name) && l.contains("True")),
+            "{name} is not shown Ready:\n{stdout}"
+        );
+    }
+    assert!(stdout.contains("detached"), "{stdout}");
+}
