@@ -2,3 +2,6 @@
 //! workspaces as compute targets.
 
 pub mod api;
+pub mod azure;
+pub mod controller;
+pub mod ops;

@@ -76,7 +76,7 @@ struct Flat<'a> {
 impl Specs {
     /// Parse the embedded documents.
     pub fn load() -> Result<Self, SpecError> {
-        let docs = [
+        let docs: [Value; 3] = [
             serde_json::from_str(ML_SPEC)?,
             serde_json::from_str(TYPES_SPEC)?,
             serde_json::from_str(MI_SPEC)?,
@@ -182,7 +182,7 @@ impl Specs {
         self.validate(ML, Some(definition), schema, value, "", false, opts)
     }
 
-    fn resolve(&self, doc: usize, r: &str) -> Option<(usize, Option<&str>, &Value)> {
+    fn resolve<'s, 'r>(&'s self, doc: usize, r: &'r str) -> Option<(usize, Option<&'r str>, &'s Value)> {
         let (file, frag) = r.split_once('#')?;
         let target = if file.is_empty() {
             doc

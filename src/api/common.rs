@@ -210,6 +210,10 @@ pub struct TargetStatus {
     /// The long-running Azure operation in flight, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operation: Option<PendingOperation>,
+    /// Fingerprint of a configuration Azure refused permanently (400, type refused); the
+    /// operator does not PUT it again until the spec or the Secret changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected_config_hash: Option<String>,
     /// `attachedConfigHash` for which the connection Secret was last written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection_secret_hash: Option<String>,

@@ -1,7 +1,32 @@
 //! Custom resource types: `MLWorkspace` and the compute target kinds.
 
+pub mod batch;
 pub mod common;
+pub mod data_lake_analytics;
+pub mod databricks;
+pub mod hdinsight;
 pub mod remote_vm;
+pub mod workspace;
 
+pub use batch::{BatchTarget, BatchTargetSpec};
 pub use common::*;
-pub use remote_vm::RemoteVmTarget;
+pub use data_lake_analytics::{DataLakeAnalyticsTarget, DataLakeAnalyticsTargetSpec};
+pub use databricks::{DatabricksTarget, DatabricksTargetSpec};
+pub use hdinsight::{HdInsightTarget, HdInsightTargetSpec};
+pub use remote_vm::{RemoteVmTarget, RemoteVmTargetSpec};
+pub use workspace::*;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
+
+/// Every CRD this operator serves, in a stable order.
+pub fn all_crds() -> Vec<CustomResourceDefinition> {
+    vec![
+        MLWorkspace::crd(),
+        RemoteVmTarget::crd(),
+        HdInsightTarget::crd(),
+        BatchTarget::crd(),
+        DatabricksTarget::crd(),
+        DataLakeAnalyticsTarget::crd(),
+    ]
+}

@@ -79,6 +79,10 @@ pub enum Error {
         after: Duration,
     },
 
+    /// The API server answered something this crate cannot use.
+    #[error("unexpected answer from the API server: {0}")]
+    UnexpectedAnswer(String),
+
     /// A manifest given to [`crate::TestEnv::apply_yaml`] cannot be applied.
     #[error("invalid manifest: {0}")]
     Manifest(String),

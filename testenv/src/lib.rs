@@ -34,6 +34,7 @@ mod start;
 mod wait;
 
 use std::{
+    io::Write,
     path::{Path, PathBuf},
     process::Command,
     sync::{
@@ -99,7 +100,9 @@ impl TestEnv {
         // One rustls provider in the whole project: ring. Fails harmlessly if already installed.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let plane = start::start(&Options::from_env())?;
-        eprintln!(
+        // Straight to stderr, not eprintln!: the test harness would capture and hide it.
+        let _ = writeln!(
+            std::io::stderr(),
             "testenv: Kubernetes {} ready at {} in {:.2?} (dir {})",
             plane.versions.kubernetes,
             plane.server_url,
@@ -231,11 +234,12 @@ impl TestEnv {
         ttl: Duration,
     ) -> Result<String, Error> {
         let request = TokenRequest {
-            spec: TokenRequestSpec {
-                audiences: audiences.iter().map(|a| a.to_string()).collect(),
+            spec: Some(TokenRequestSpec {
+                // Omitted (not empty) to get the API server's own audiences.
+                audiences: (!audiences.is_empty()).then(|| audiences.iter().map(|a| a.to_string()).collect()),
                 expiration_seconds: Some(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX)),
                 ..TokenRequestSpec::default()
-            },
+            }),
             ..TokenRequest::default()
         };
         let response = Api::<ServiceAccount>::namespaced(self.client(), namespace)
@@ -244,8 +248,8 @@ impl TestEnv {
             .map_err(Error::kube(format!("requesting a token for ServiceAccount {namespace}/{name}")))?;
         response
             .status
-            .map(|status| status.token)
-            .ok_or_else(|| Error::Manifest(format!("TokenRequest for {namespace}/{name} returned no status")))
+            .and_then(|status| status.token)
+            .ok_or_else(|| Error::UnexpectedAnswer(format!("TokenRequest for {namespace}/{name} returned no token")))
     }
 
     /// Writes a kubeconfig that authenticates as ServiceAccount `namespace/name` (token valid

@@ -22,7 +22,7 @@ use crate::{
 };
 
 /// `--service-account-issuer`: what AKS-style workload identity federation expects as issuer.
-pub(crate) const SERVICE_ACCOUNT_ISSUER: &str = "https://kubernetes.default.svc";
+pub const SERVICE_ACCOUNT_ISSUER: &str = "https://kubernetes.default.svc";
 
 /// The controllers the tests rely on. Everything else (Deployments, Jobs, …) would need a kubelet
 /// to be meaningful and only costs CPU.

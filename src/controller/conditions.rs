@@ -1,0 +1,153 @@
+//! The `Ready` condition: documented reasons and how a condition is (re)built without
+//! churning `lastTransitionTime`.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use crate::api::Condition;
+
+/// Why a target (or workspace) is or is not Ready. The list is documented in
+/// `docs/reference/conditions.md`; each reason says what a person does about it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// The compute is attached and Azure reports Succeeded.
+    Attached,
+    /// An attach is in flight (PUT accepted, provisioning not finished).
+    Attaching,
+    /// A detach is in flight (object being deleted).
+    Detaching,
+    /// A setting Azure cannot update in place changed: detaching, then attaching again.
+    Reattaching,
+    /// The MLWorkspace object, or the Azure workspace it names, does not exist.
+    WorkspaceNotFound,
+    /// The MLWorkspace exists but could not reach Azure yet (see its own condition).
+    WorkspaceNotReady,
+    /// The referenced Secret does not exist.
+    SecretNotFound,
+    /// The referenced Secret lacks a key the target needs.
+    SecretKeyMissing,
+    /// Azure or Entra ID refused the identity (401/403, token refused).
+    CredentialRejected,
+    /// A compute with this name exists in the workspace and is something else.
+    ComputeNameTaken,
+    /// Another target (older claim) or an attachment outside Kubernetes already holds this resource.
+    DuplicateAttachment,
+    /// Azure reports provisioningState Failed/Canceled, or the attach operation failed.
+    ProvisioningFailed,
+    /// The service refused the compute type (e.g. `Batch`); no retry until the spec changes.
+    ComputeTypeRefused,
+    /// Azure refused the request body (400) or the spec is invalid; fix the spec.
+    InvalidSpec,
+    /// ARM throttled the operator (429) or its own budget is spent; retried after Retry-After.
+    Throttled,
+    /// Any other Azure error (5xx, transport); retried with backoff.
+    AzureError,
+    /// The MLWorkspace reached Azure.
+    Reached,
+}
+
+impl Reason {
+    /// CamelCase wire form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Attached => "Attached",
+            Reason::Attaching => "Attaching",
+            Reason::Detaching => "Detaching",
+            Reason::Reattaching => "Reattaching",
+            Reason::WorkspaceNotFound => "WorkspaceNotFound",
+            Reason::WorkspaceNotReady => "WorkspaceNotReady",
+            Reason::SecretNotFound => "SecretNotFound",
+            Reason::SecretKeyMissing => "SecretKeyMissing",
+            Reason::CredentialRejected => "CredentialRejected",
+            Reason::ComputeNameTaken => "ComputeNameTaken",
+            Reason::DuplicateAttachment => "DuplicateAttachment",
+            Reason::ProvisioningFailed => "ProvisioningFailed",
+            Reason::ComputeTypeRefused => "ComputeTypeRefused",
+            Reason::InvalidSpec => "InvalidSpec",
+            Reason::Throttled => "Throttled",
+            Reason::AzureError => "AzureError",
+            Reason::Reached => "Reached",
+        }
+    }
+
+    /// Whether this reason means Ready=True.
+    pub fn is_ready(self) -> bool {
+        matches!(self, Reason::Attached | Reason::Reached)
+    }
+
+    /// Reasons that need a person (or a changed input) before anything changes; the
+    /// reconciler requeues them slowly instead of retrying.
+    pub fn is_permanent(self) -> bool {
+        matches!(
+            self,
+            Reason::ComputeNameTaken
+                | Reason::ComputeTypeRefused
+                | Reason::InvalidSpec
+                | Reason::ProvisioningFailed
+                | Reason::SecretKeyMissing
+        )
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Builds the `Ready` condition, keeping `lastTransitionTime` when the status is unchanged
+/// (so re-writing the same status is a no-op and does not trigger another reconcile).
+pub fn ready_condition(
+    previous: Option<&Condition>,
+    reason: Reason,
+    message: impl Into<String>,
+    generation: Option<i64>,
+    now: Time,
+) -> Condition {
+    let status = if reason.is_ready() { "True" } else { "False" };
+    let last_transition_time = match previous {
+        Some(p) if p.status == status => p.last_transition_time.clone().or(Some(now)),
+        _ => Some(now),
+    };
+    Condition {
+        type_: "Ready".to_owned(),
+        status: status.to_owned(),
+        reason: reason.as_str().to_owned(),
+        message: message.into(),
+        last_transition_time,
+        observed_generation: generation,
+    }
+}
+
+/// Replaces (or adds) the condition of the same type.
+pub fn set_condition(conditions: &mut Vec<Condition>, condition: Condition) {
+    match conditions.iter_mut().find(|c| c.type_ == condition.type_) {
+        Some(existing) => *existing = condition,
+        None => conditions.push(condition),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(secs: i64) -> Time {
+        Time(k8s_openapi::jiff::Timestamp::from_second(secs).unwrap())
+    }
+
+    #[test]
+    fn transition_time_kept_while_status_unchanged() {
+        let first = ready_condition(None, Reason::Attaching, "a", Some(1), t(10));
+        let second = ready_condition(Some(&first), Reason::SecretNotFound, "b", Some(1), t(20));
+        assert_eq!(second.last_transition_time, Some(t(10)), "False -> False keeps the time");
+        let third = ready_condition(Some(&second), Reason::Attached, "c", Some(1), t(30));
+        assert_eq!(third.status, "True");
+        assert_eq!(third.last_transition_time, Some(t(30)));
+    }
+
+    #[test]
+    fn permanent_reasons_do_not_include_transient_ones() {
+        assert!(Reason::ComputeTypeRefused.is_permanent());
+        assert!(!Reason::Throttled.is_permanent());
+        assert!(!Reason::AzureError.is_permanent());
+    }
+}

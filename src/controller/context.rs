@@ -1,0 +1,264 @@
+//! Shared state of all controllers: clients, config, the compute-list cache, per-workspace ARM
+//! connections, and read access to every kind's reflector store (for claims and lookups).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::runtime::events::{Event, Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, Client, Resource, ResourceExt};
+use secrecy::SecretString;
+
+use crate::api::{CloudName, CredentialType, MLWorkspace};
+use crate::azure::{
+    ArmClient, AzureConfig, Cloud, CloudEndpoints, ConfigError, CredentialError, CredentialFactory,
+    CredentialSpec, EndpointOverrides, ManagedIdentityId, Throttle, WorkspaceRef,
+};
+use crate::controller::cache::ComputeListCache;
+use crate::controller::claims::Claim;
+use crate::controller::target::{AttachTarget, SecretData};
+use crate::ops::Metrics;
+
+/// Lists every target's claim (one closure per kind and watched namespace).
+pub type ClaimSource = Box<dyn Fn(&Context) -> Vec<Claim> + Send + Sync>;
+
+/// Shared controller state.
+pub struct Context {
+    /// Kubernetes client.
+    pub client: Client,
+    /// Operator-wide Azure configuration.
+    pub azure: AzureConfig,
+    /// Builds credentials.
+    pub credentials: CredentialFactory,
+    /// Client-side ARM budget shared by every workspace connection.
+    pub throttle: Arc<Throttle>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Resync period.
+    pub resync: Duration,
+    /// Rule 7 cache.
+    pub cache: ComputeListCache,
+    /// events.k8s.io recorder.
+    pub recorder: Recorder,
+    connections: Mutex<HashMap<(String, String), (String, ArmClient)>>,
+    workspaces: Vec<Store<MLWorkspace>>,
+    claim_sources: Vec<ClaimSource>,
+}
+
+/// Why no ARM client could be made for a workspace.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The client-secret Secret does not exist.
+    #[error("Secret {0:?} does not exist")]
+    SecretNotFound(String),
+    /// It lacks the key.
+    #[error("Secret {secret:?} has no (non-empty) key {key:?}")]
+    SecretKeyMissing {
+        /// Secret.
+        secret: String,
+        /// Key.
+        key: String,
+    },
+    /// The spec asks for something impossible (e.g. Custom cloud on an operator without one).
+    #[error("{0}")]
+    InvalidSpec(String),
+    /// Endpoint resolution failed.
+    #[error("invalid cloud endpoints")]
+    Cloud(#[source] ConfigError),
+    /// azure_identity refused the settings.
+    #[error("cannot build the credential")]
+    Credential(#[source] CredentialError),
+    /// Kubernetes API failure.
+    #[error("Kubernetes API error")]
+    Kube(#[source] kube::Error),
+}
+
+impl Context {
+    /// Builds the context. `workspaces` and `claim_sources` come from the controllers' stores.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        client: Client,
+        azure: AzureConfig,
+        credentials: CredentialFactory,
+        throttle: Arc<Throttle>,
+        metrics: Arc<Metrics>,
+        resync: Duration,
+        workspaces: Vec<Store<MLWorkspace>>,
+        claim_sources: Vec<ClaimSource>,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: "azureml-attach".to_owned(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            azure,
+            credentials,
+            throttle,
+            metrics,
+            resync,
+            // A little under the resync period, so each resync of a target sees a fresh LIST.
+            cache: ComputeListCache::new(resync.mul_f64(0.9)),
+            connections: Mutex::default(),
+            workspaces,
+            claim_sources,
+        }
+    }
+
+    /// The MLWorkspace `name` in `namespace`, from the reflector stores.
+    pub fn workspace(&self, namespace: &str, name: &str) -> Option<Arc<MLWorkspace>> {
+        let key = ObjectRef::new(name).within(namespace);
+        self.workspaces.iter().find_map(|s| s.get(&key))
+    }
+
+    /// Every target's claim, across kinds and namespaces.
+    pub fn all_claims(&self) -> Vec<Claim> {
+        self.claim_sources.iter().flat_map(|f| f(self)).collect()
+    }
+
+    /// The claim of `obj`, if its workspace is known.
+    pub fn claim_of<K: AttachTarget>(&self, obj: &K) -> Option<Claim> {
+        let ns = obj.namespace()?;
+        let ws = self.workspace(&ns, &obj.common().workspace_ref.name)?;
+        Some(Claim {
+            workspace: workspace_ref(&ws).arm_id().to_ascii_lowercase(),
+            resource: obj.underlying().claim_key(),
+            owner: format!("{} {}/{}", K::KIND, ns, obj.name_any()),
+            uid: obj.uid().unwrap_or_default(),
+            created: obj.meta().creation_timestamp.clone(),
+        })
+    }
+
+    /// Publishes an event; failures are logged, never fatal.
+    pub async fn event<K: Resource<DynamicType = ()>>(&self, obj: &K, warning: bool, reason: &str, note: String) {
+        let ev = Event {
+            type_: if warning {
+                kube::runtime::events::EventType::Warning
+            } else {
+                kube::runtime::events::EventType::Normal
+            },
+            reason: reason.to_owned(),
+            note: Some(note),
+            action: reason.to_owned(),
+            secondary: None,
+        };
+        if let Err(error) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
+            tracing::warn!(%error, reason, "cannot publish event");
+        }
+    }
+
+    /// An ARM client for `ws`, cached while its spec and client-secret Secret are unchanged.
+    pub async fn arm_for(&self, ws: &MLWorkspace) -> Result<ArmClient, ConnectError> {
+        let ns = ws.namespace().unwrap_or_default();
+        let key = (ns.clone(), ws.name_any());
+        let secret_ref = ws.spec.credential.client_secret.as_ref().map(|c| c.secret_ref.clone());
+        let secret_rv = match &secret_ref {
+            Some(r) => {
+                let api: Api<Secret> = Api::namespaced(self.client.clone(), &ns);
+                match api.get_metadata_opt(&r.name).await.map_err(ConnectError::Kube)? {
+                    Some(m) => m.resource_version(),
+                    None => return Err(ConnectError::SecretNotFound(r.name.clone())),
+                }
+            }
+            None => None,
+        };
+        let fingerprint = format!(
+            "{}|{}",
+            serde_json::to_string(&ws.spec).unwrap_or_default(),
+            secret_rv.unwrap_or_default()
+        );
+        if let Some((fp, client)) = self.lock_connections().get(&key)
+            && *fp == fingerprint
+        {
+            return Ok(client.clone());
+        }
+        let config = self.config_for(ws.spec.cloud)?;
+        let spec = credential_spec(ws);
+        let client_secret = match &secret_ref {
+            Some(r) => Some(self.read_secret_key(&ns, &r.name, &r.key).await?),
+            None => None,
+        };
+        let credential = self
+            .credentials
+            .build(&spec, &config.endpoints, client_secret)
+            .map_err(ConnectError::Credential)?;
+        let client = ArmClient::new(&config, credential, self.throttle.clone(), Some(self.metrics.clone()));
+        self.lock_connections().insert(key, (fingerprint, client.clone()));
+        Ok(client)
+    }
+
+    fn lock_connections(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), (String, ArmClient)>> {
+        self.connections.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn config_for(&self, cloud: Option<CloudName>) -> Result<AzureConfig, ConnectError> {
+        let wanted = match cloud {
+            None => return Ok(self.azure.clone()),
+            Some(CloudName::AzurePublic) => Cloud::AzurePublic,
+            Some(CloudName::AzureChina) => Cloud::AzureChina,
+            Some(CloudName::AzureUSGovernment) => Cloud::AzureUSGovernment,
+            Some(CloudName::Custom) => Cloud::Custom,
+        };
+        if wanted == self.azure.cloud {
+            return Ok(self.azure.clone());
+        }
+        if wanted == Cloud::Custom {
+            return Err(ConnectError::InvalidSpec(
+                "spec.cloud is Custom but the operator was not started with custom endpoints (--cloud Custom)".to_owned(),
+            ));
+        }
+        // Endpoints of a named cloud only: a namespace can never point the operator's token elsewhere.
+        let endpoints = CloudEndpoints::resolve(wanted, &EndpointOverrides::default()).map_err(ConnectError::Cloud)?;
+        Ok(self.azure.with_endpoints(wanted, endpoints))
+    }
+
+    /// Reads one key of a Secret, right before use; the data is not kept.
+    pub async fn read_secret_key(&self, ns: &str, name: &str, key: &str) -> Result<SecretString, ConnectError> {
+        let data = self
+            .read_secret(ns, name)
+            .await?
+            .ok_or_else(|| ConnectError::SecretNotFound(name.to_owned()))?;
+        data.text(name, key).map_err(|_| ConnectError::SecretKeyMissing {
+            secret: name.to_owned(),
+            key: key.to_owned(),
+        })
+    }
+
+    /// Reads a Secret's data (rule 10: only right before it is pushed to Azure).
+    pub async fn read_secret(&self, ns: &str, name: &str) -> Result<Option<SecretData>, ConnectError> {
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), ns);
+        let secret = api.get_opt(name).await.map_err(ConnectError::Kube)?;
+        Ok(secret.map(|s| SecretData(s.data.unwrap_or_default())))
+    }
+}
+
+/// The Azure workspace an MLWorkspace names.
+pub fn workspace_ref(ws: &MLWorkspace) -> WorkspaceRef {
+    WorkspaceRef::new(&ws.spec.subscription_id, &ws.spec.resource_group, &ws.spec.workspace_name)
+}
+
+/// The credential an MLWorkspace asks for.
+pub fn credential_spec(ws: &MLWorkspace) -> CredentialSpec {
+    let c = &ws.spec.credential;
+    match c.type_ {
+        CredentialType::Default => CredentialSpec::OperatorDefault,
+        CredentialType::WorkloadIdentity => CredentialSpec::WorkloadIdentity {
+            tenant_id: c.workload_identity.as_ref().map(|w| w.tenant_id.clone()),
+            client_id: c.workload_identity.as_ref().map(|w| w.client_id.clone()),
+        },
+        CredentialType::ClientSecret => CredentialSpec::ClientSecret {
+            tenant_id: c.client_secret.as_ref().map(|s| s.tenant_id.clone()).unwrap_or_default(),
+            client_id: c.client_secret.as_ref().map(|s| s.client_id.clone()).unwrap_or_default(),
+        },
+        CredentialType::ManagedIdentity => CredentialSpec::ManagedIdentity {
+            user_assigned: c
+                .managed_identity
+                .as_ref()
+                .and_then(|m| m.client_id.clone())
+                .map(ManagedIdentityId::ClientId),
+        },
+    }
+}

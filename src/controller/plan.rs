@@ -1,0 +1,439 @@
+//! Pure planning: given the target, what it references and what Azure said, decide the one
+//! next action. No I/O here; `reconcile.rs` carries the decision out.
+
+use crate::api::{DeletionPolicy, OperationKind, PendingOperation, ProvisioningError, TargetStatus};
+use crate::controller::conditions::Reason;
+
+/// The referenced MLWorkspace, as far as a target is concerned.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WorkspaceState {
+    /// No MLWorkspace of that name in the namespace.
+    Missing,
+    /// It exists but has not reached Azure; carries its reason and message.
+    NotReady {
+        /// The workspace's reason.
+        reason: String,
+        /// The workspace's message.
+        message: String,
+    },
+    /// It reached Azure.
+    Ready,
+}
+
+/// The outcome of the claim index (rule 4).
+#[derive(Clone, Debug, PartialEq)]
+pub enum ClaimState {
+    /// This target holds the oldest claim on its resource.
+    Winner,
+    /// An older target holds it (`kind namespace/name`).
+    LosesTo(String),
+}
+
+/// The referenced Secret's metadata.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SecretState {
+    /// The kind needs no Secret.
+    NotNeeded,
+    /// The Secret does not exist.
+    Missing(String),
+    /// It exists (only its resourceVersion is known).
+    Present,
+}
+
+/// What the workspace LIST says about this target's compute name.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AzureView {
+    /// No compute of that name. `same_resource_as` names another compute attaching the same
+    /// underlying resource, if there is one.
+    Absent {
+        /// Another compute (name) attaching the same resource.
+        same_resource_as: Option<String>,
+    },
+    /// A compute of that name exists.
+    Present(ComputeSummary),
+}
+
+/// The parts of an existing compute that planning needs.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct ComputeSummary {
+    /// Same computeType and same underlying resource as the target.
+    pub matches: bool,
+    /// Azure's provisioningState.
+    pub provisioning_state: Option<String>,
+    /// Azure's provisioningErrors.
+    pub errors: Vec<ProvisioningError>,
+    /// ARM id of the compute.
+    pub id: Option<String>,
+}
+
+impl ComputeSummary {
+    fn state_is(&self, s: &str) -> bool {
+        self.provisioning_state.as_deref().is_some_and(|p| p.eq_ignore_ascii_case(s))
+    }
+
+    /// Succeeded, Failed or Canceled (or no state at all, which Azure uses for old computes).
+    pub fn is_terminal(&self) -> bool {
+        self.provisioning_state.is_none() || ["Succeeded", "Failed", "Canceled"].iter().any(|s| self.state_is(s))
+    }
+
+    /// Failed or Canceled.
+    pub fn is_failed(&self) -> bool {
+        self.state_is("Failed") || self.state_is("Canceled")
+    }
+}
+
+/// Everything planning looks at.
+#[derive(Clone, Debug)]
+pub struct Observed<'a> {
+    /// `metadata.deletionTimestamp` is set.
+    pub deleting: bool,
+    /// Detach or Orphan.
+    pub deletion_policy: DeletionPolicy,
+    /// Current status (default when none).
+    pub status: &'a TargetStatus,
+    /// The workspace.
+    pub workspace: WorkspaceState,
+    /// The claim.
+    pub claim: ClaimState,
+    /// The Secret.
+    pub secret: SecretState,
+    /// Fingerprint of what an attach would push now.
+    pub desired_hash: &'a str,
+    /// The LIST view; `None` until fetched.
+    pub azure: Option<AzureView>,
+}
+
+/// The one next step.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Decision {
+    /// Fetch the workspace's compute list (from the shared cache) and plan again.
+    NeedAzureView,
+    /// Remove the finalizer: nothing (more) to do in Azure.
+    Release {
+        /// Why (for the event).
+        why: &'static str,
+    },
+    /// Only report a condition; no Azure call.
+    Report {
+        /// Reason.
+        reason: Reason,
+        /// Message.
+        message: String,
+    },
+    /// Poll the in-flight operation.
+    Poll(PendingOperation),
+    /// PUT the compute.
+    Attach {
+        /// Why: first attach, re-attach after a change, or a repair of drift.
+        cause: AttachCause,
+    },
+    /// DELETE with underlyingResourceAction=Detach.
+    Detach {
+        /// First half of a re-attach (rule 5) rather than a deletion.
+        reattach: bool,
+    },
+    /// Take over an existing matching attachment (rule 3) and report its state.
+    Adopt(ComputeSummary),
+    /// The attachment is current; report Azure's state.
+    InSync(ComputeSummary),
+}
+
+/// Why an attach happens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttachCause {
+    /// Never attached by this object.
+    Initial,
+    /// The second half of a re-attach.
+    Reattach,
+    /// The attachment vanished from Azure (detached in the portal): repair it.
+    Drift,
+}
+
+/// Whether this object ever caused state in Azure (so deleting it must detach).
+pub fn reached_azure(status: &TargetStatus) -> bool {
+    status.attached_config_hash.is_some() || status.operation.is_some() || status.compute_id.is_some()
+}
+
+/// The planning function (rules 1-5 and 9).
+pub fn plan(o: &Observed<'_>) -> Decision {
+    if o.deleting {
+        return plan_delete(o);
+    }
+    match &o.workspace {
+        WorkspaceState::Missing => {
+            return report(Reason::WorkspaceNotFound, "the referenced MLWorkspace does not exist in this namespace");
+        }
+        WorkspaceState::NotReady { reason, message } => {
+            return report(Reason::WorkspaceNotReady, format!("the MLWorkspace is not ready ({reason}): {message}"));
+        }
+        WorkspaceState::Ready => {}
+    }
+    if let Some(op) = &o.status.operation {
+        return Decision::Poll(op.clone());
+    }
+    if let ClaimState::LosesTo(owner) = &o.claim {
+        // Rule 4: a later claim causes no Azure call at all.
+        return report(
+            Reason::DuplicateAttachment,
+            format!("{owner} already claims this resource in the same workspace (the oldest claim wins)"),
+        );
+    }
+    if let SecretState::Missing(name) = &o.secret {
+        return report(Reason::SecretNotFound, format!("Secret {name:?} does not exist in this namespace"));
+    }
+    let Some(view) = &o.azure else {
+        return Decision::NeedAzureView;
+    };
+    match view {
+        AzureView::Present(c) if !c.matches => report(
+            Reason::ComputeNameTaken,
+            "a compute with this name already exists in the workspace and attaches something else; \
+             it is left alone: choose another spec.computeName",
+        ),
+        AzureView::Present(c) => match o.status.attached_config_hash.as_deref() {
+            None => Decision::Adopt(c.clone()),
+            Some(h) if h == o.desired_hash => Decision::InSync(c.clone()),
+            Some(_) if !c.is_terminal() => Decision::InSync(c.clone()),
+            Some(_) => Decision::Detach { reattach: true },
+        },
+        AzureView::Absent { same_resource_as: Some(other) } => report(
+            Reason::DuplicateAttachment,
+            format!("the resource is already attached to this workspace as compute {other:?} (outside this object)"),
+        ),
+        AzureView::Absent { same_resource_as: None } => {
+            if o.status.rejected_config_hash.as_deref() == Some(o.desired_hash) {
+                // Azure refused exactly this configuration before: wait for a change (rule 11).
+                let previous = o.status.ready();
+                return Decision::Report {
+                    reason: previous
+                        .and_then(|c| reason_from_str(&c.reason))
+                        .filter(|r| r.is_permanent())
+                        .unwrap_or(Reason::InvalidSpec),
+                    message: previous.map(|c| c.message.clone()).unwrap_or_default(),
+                };
+            }
+            let cause = match &o.status.attached_config_hash {
+                Some(_) => AttachCause::Drift,
+                None => AttachCause::Initial,
+            };
+            Decision::Attach { cause }
+        }
+    }
+}
+
+fn plan_delete(o: &Observed<'_>) -> Decision {
+    if o.deletion_policy == DeletionPolicy::Orphan {
+        return Decision::Release { why: "deletionPolicy is Orphan: the attachment is left in Azure" };
+    }
+    if !reached_azure(o.status) {
+        return Decision::Release { why: "the target never reached Azure" };
+    }
+    match &o.workspace {
+        WorkspaceState::Ready => {}
+        WorkspaceState::Missing => {
+            return report(
+                Reason::WorkspaceNotFound,
+                "cannot detach: the MLWorkspace does not exist; recreate it, or set spec.deletionPolicy: Orphan to release this object",
+            );
+        }
+        WorkspaceState::NotReady { reason, message } => {
+            return report(
+                Reason::WorkspaceNotReady,
+                format!(
+                    "cannot detach: the MLWorkspace is not ready ({reason}: {message}); fix it, or set spec.deletionPolicy: Orphan to release this object"
+                ),
+            );
+        }
+    }
+    if let Some(op) = &o.status.operation
+        && op.kind == OperationKind::Detach
+    {
+        return Decision::Poll(op.clone());
+    }
+    match &o.azure {
+        None => Decision::NeedAzureView,
+        // Never detach a compute that is not ours (rule 3).
+        Some(AzureView::Present(c)) if !c.matches => Decision::Release { why: "the compute of this name is not this target's" },
+        Some(AzureView::Absent { .. }) if o.status.operation.is_none() => {
+            Decision::Release { why: "the compute is already gone from the workspace" }
+        }
+        Some(_) => Decision::Detach { reattach: false },
+    }
+}
+
+fn report(reason: Reason, message: impl Into<String>) -> Decision {
+    Decision::Report {
+        reason,
+        message: message.into(),
+    }
+}
+
+/// Parses a reason written earlier.
+pub fn reason_from_str(s: &str) -> Option<Reason> {
+    use Reason::*;
+    [
+        Attached,
+        Attaching,
+        Detaching,
+        Reattaching,
+        WorkspaceNotFound,
+        WorkspaceNotReady,
+        SecretNotFound,
+        SecretKeyMissing,
+        CredentialRejected,
+        ComputeNameTaken,
+        DuplicateAttachment,
+        ProvisioningFailed,
+        ComputeTypeRefused,
+        InvalidSpec,
+        Throttled,
+        AzureError,
+        Reached,
+    ]
+    .into_iter()
+    .find(|r| r.as_str() == s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn observed<'a>(status: &'a TargetStatus, azure: Option<AzureView>) -> Observed<'a> {
+        Observed {
+            deleting: false,
+            deletion_policy: DeletionPolicy::Detach,
+            status,
+            workspace: WorkspaceState::Ready,
+            claim: ClaimState::Winner,
+            secret: SecretState::Present,
+            desired_hash: "h1",
+            azure,
+        }
+    }
+
+    fn present(matches: bool, state: &str) -> AzureView {
+        AzureView::Present(ComputeSummary {
+            matches,
+            provisioning_state: Some(state.into()),
+            ..Default::default()
+        })
+    }
+
+    fn attached(hash: &str) -> TargetStatus {
+        TargetStatus {
+            attached_config_hash: Some(hash.into()),
+            compute_id: Some("/x/computes/c".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn rule2_get_before_put_then_attach_when_absent() {
+        let s = TargetStatus::default();
+        assert_eq!(plan(&observed(&s, None)), Decision::NeedAzureView);
+        let d = plan(&observed(&s, Some(AzureView::Absent { same_resource_as: None })));
+        assert_eq!(d, Decision::Attach { cause: AttachCause::Initial });
+    }
+
+    #[test]
+    fn rule2_steady_state_writes_nothing() {
+        let s = attached("h1");
+        assert!(matches!(plan(&observed(&s, Some(present(true, "Succeeded")))), Decision::InSync(_)));
+    }
+
+    #[test]
+    fn rule3_adopt_matching_and_refuse_other() {
+        let s = TargetStatus::default();
+        assert!(matches!(plan(&observed(&s, Some(present(true, "Succeeded")))), Decision::Adopt(_)));
+        let d = plan(&observed(&s, Some(present(false, "Succeeded"))));
+        assert!(matches!(d, Decision::Report { reason: Reason::ComputeNameTaken, .. }));
+    }
+
+    #[test]
+    fn rule4_later_claim_makes_no_azure_call() {
+        let s = TargetStatus::default();
+        let mut o = observed(&s, None);
+        o.claim = ClaimState::LosesTo("RemoteVmTarget a/b".into());
+        assert!(matches!(plan(&o), Decision::Report { reason: Reason::DuplicateAttachment, .. }));
+        let o2 = observed(&s, Some(AzureView::Absent { same_resource_as: Some("other".into()) }));
+        assert!(matches!(plan(&o2), Decision::Report { reason: Reason::DuplicateAttachment, .. }));
+    }
+
+    #[test]
+    fn rule5_changed_config_reattaches() {
+        let s = attached("old");
+        assert_eq!(plan(&observed(&s, Some(present(true, "Succeeded")))), Decision::Detach { reattach: true });
+    }
+
+    #[test]
+    fn rule6_inflight_operation_is_polled_first() {
+        let op = PendingOperation {
+            kind: OperationKind::Attach,
+            url: "https://arm/op".into(),
+            reattach: false,
+            config_hash: Some("h1".into()),
+            started_at: None,
+        };
+        let s = TargetStatus { operation: Some(op.clone()), ..Default::default() };
+        assert_eq!(plan(&observed(&s, None)), Decision::Poll(op));
+    }
+
+    #[test]
+    fn rule7_vanished_attachment_is_repaired() {
+        let s = attached("h1");
+        let d = plan(&observed(&s, Some(AzureView::Absent { same_resource_as: None })));
+        assert_eq!(d, Decision::Attach { cause: AttachCause::Drift });
+    }
+
+    #[test]
+    fn rule9_deletion_never_wedges() {
+        let never = TargetStatus::default();
+        let mut o = observed(&never, None);
+        o.deleting = true;
+        o.workspace = WorkspaceState::Missing;
+        assert!(matches!(plan(&o), Decision::Release { .. }), "never reached Azure: released at once");
+
+        let s = attached("h1");
+        let mut o = observed(&s, None);
+        o.deleting = true;
+        o.workspace = WorkspaceState::Missing;
+        assert!(matches!(plan(&o), Decision::Report { reason: Reason::WorkspaceNotFound, .. }));
+        o.deletion_policy = DeletionPolicy::Orphan;
+        assert!(matches!(plan(&o), Decision::Release { .. }), "Orphan releases without a call");
+    }
+
+    #[test]
+    fn rule1_deletion_detaches_only_our_compute() {
+        let s = attached("h1");
+        let mut o = observed(&s, Some(present(true, "Succeeded")));
+        o.deleting = true;
+        assert_eq!(plan(&o), Decision::Detach { reattach: false });
+        o.azure = Some(present(false, "Succeeded"));
+        assert!(matches!(plan(&o), Decision::Release { .. }));
+    }
+
+    #[test]
+    fn rule11_refused_config_is_not_retried() {
+        let mut s = TargetStatus { rejected_config_hash: Some("h1".into()), ..Default::default() };
+        s.conditions.push(crate::api::Condition {
+            type_: "Ready".into(),
+            status: "False".into(),
+            reason: "ComputeTypeRefused".into(),
+            message: "m".into(),
+            last_transition_time: None,
+            observed_generation: None,
+        });
+        let d = plan(&observed(&s, Some(AzureView::Absent { same_resource_as: None })));
+        assert!(matches!(d, Decision::Report { reason: Reason::ComputeTypeRefused, .. }));
+    }
+
+    #[test]
+    fn missing_references_block_before_azure() {
+        let s = TargetStatus::default();
+        let mut o = observed(&s, None);
+        o.secret = SecretState::Missing("ssh".into());
+        assert!(matches!(plan(&o), Decision::Report { reason: Reason::SecretNotFound, .. }));
+        o.workspace = WorkspaceState::Missing;
+        assert!(matches!(plan(&o), Decision::Report { reason: Reason::WorkspaceNotFound, .. }));
+    }
+}

@@ -1,0 +1,763 @@
+//! The generic reconciler: gathers what planning needs, asks `plan`, and carries out the one
+//! decision (Azure call, status write, event). Used by every target kind.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
+use kube::{Api, ResourceExt};
+use secrecy::ExposeSecret;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::api::{
+    DeletionPolicy, FIELD_MANAGER, FINALIZER, MLWorkspace, OperationKind, PendingOperation, ProvisioningError,
+    TargetStatus,
+};
+use crate::azure::models::{
+    Compute, ComputeProperties, ComputeResource, ComputeType, ErrorResponse, OperationState,
+    VirtualMachineProperties,
+};
+use crate::azure::{ArmClient, ArmError, ArmErrorKind, DetachOutcome, Lro, WorkspaceRef};
+use crate::controller::cache::same_name;
+use crate::controller::claims::winner;
+use crate::controller::conditions::{Reason, ready_condition, set_condition};
+use crate::controller::context::{ConnectError, Context, workspace_ref};
+use crate::controller::error::Error;
+use crate::controller::plan::{
+    AttachCause, AzureView, ClaimState, ComputeSummary, Decision, Observed, SecretState, WorkspaceState, plan,
+};
+use crate::controller::target::{AttachTarget, BuildError, Underlying};
+
+/// Default wait before polling an operation when Azure sends no Retry-After (FINDINGS §3).
+const DEFAULT_POLL: Duration = Duration::from_secs(3);
+/// Wait after a transient Azure error.
+const TRANSIENT_RETRY: Duration = Duration::from_secs(15);
+
+/// Entry point for `Controller::run`: finalizer handling around [`reconcile_inner`].
+#[tracing::instrument(skip_all, fields(kind = K::KIND, namespace = obj.namespace().unwrap_or_default(), name = obj.name_any()))]
+pub async fn reconcile<K: AttachTarget>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let ns = obj.namespace().ok_or(Error::MissingNamespace)?;
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
+    let result = finalizer(&api, FINALIZER, obj, |event| async {
+        match event {
+            FinalizerEvent::Apply(o) => reconcile_inner(o.as_ref(), &ctx, false).await.map(|s| s.action),
+            FinalizerEvent::Cleanup(o) => {
+                let step = reconcile_inner(o.as_ref(), &ctx, true).await?;
+                // Ok from a cleanup removes the finalizer, so "not done yet" travels as an error.
+                if step.done { Ok(step.action) } else { Err(Error::InProgress(step.requeue)) }
+            }
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    let ok = result.is_ok() || matches!(&result, Err(e) if e.is_in_progress());
+    ctx.metrics.reconcile_finished(K::KIND, ok, started.elapsed());
+    result
+}
+
+/// `error_policy` for every target controller: the delay comes from the error kind.
+pub fn error_policy<K: AttachTarget>(obj: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
+    if let Some(d) = error.in_progress() {
+        return Action::requeue(d);
+    }
+    tracing::warn!(kind = K::KIND, name = obj.name_any(), error = %crate::controller::error::chain(error), "reconcile failed");
+    ctx.metrics.reconcile_error(K::KIND, error.metric_label());
+    Action::requeue(error.retry_delay())
+}
+
+/// What one pass decided about requeueing.
+struct Step {
+    done: bool,
+    requeue: Duration,
+    action: Action,
+}
+
+impl Step {
+    fn after(d: Duration) -> Self {
+        Step {
+            done: false,
+            requeue: d,
+            action: Action::requeue(d),
+        }
+    }
+    fn done() -> Self {
+        Step {
+            done: true,
+            requeue: Duration::ZERO,
+            action: Action::await_change(),
+        }
+    }
+}
+
+/// Working state of one reconcile pass.
+struct Pass<'a, K: AttachTarget> {
+    obj: &'a K,
+    ctx: &'a Context,
+    ns: String,
+    compute_name: String,
+    old: TargetStatus,
+    status: TargetStatus,
+    deleting: bool,
+}
+
+async fn reconcile_inner<K: AttachTarget>(obj: &K, ctx: &Context, deleting: bool) -> Result<Step, Error> {
+    let ns = obj.namespace().ok_or(Error::MissingNamespace)?;
+    let old = obj.target_status().cloned().unwrap_or_default();
+    let mut status = old.clone();
+    let compute_name = obj.compute_name();
+    status.compute_name = Some(compute_name.clone());
+    let mut pass = Pass {
+        obj,
+        ctx,
+        ns,
+        compute_name,
+        old,
+        status,
+        deleting,
+    };
+    let step = pass.run().await?;
+    pass.write_status().await?;
+    Ok(step)
+}
+
+impl<K: AttachTarget> Pass<'_, K> {
+    async fn run(&mut self) -> Result<Step, Error> {
+        let common = self.obj.common();
+        let ws_obj = self.ctx.workspace(&self.ns, &common.workspace_ref.name);
+        let workspace = workspace_state(ws_obj.as_deref());
+        let claim = self.claim_state();
+        let (secret, secret_rv) = self.secret_state().await?;
+        let desired_hash = config_hash::<K>(self.obj, secret_rv.as_deref());
+        let status_snapshot = self.status.clone();
+        let mut observed = Observed {
+            deleting: self.deleting,
+            deletion_policy: common.deletion_policy,
+            status: &status_snapshot,
+            workspace,
+            claim,
+            secret,
+            desired_hash: &desired_hash,
+            azure: None,
+        };
+        loop {
+            let decision = plan(&observed);
+            tracing::debug!(?decision, "planned");
+            // Every decision past this point needs a workspace that reached Azure.
+            let ws = match (&decision, &ws_obj) {
+                (Decision::Report { reason, message }, _) => return Ok(self.report(*reason, message.clone()).await),
+                (Decision::Release { why }, _) => {
+                    let why = *why;
+                    return Ok(self.release(why).await);
+                }
+                (_, Some(ws)) => ws.clone(),
+                (_, None) => return Ok(self.report(Reason::WorkspaceNotFound, "the MLWorkspace disappeared".into()).await),
+            };
+            let arm = match self.ctx.arm_for(&ws).await {
+                Ok(a) => a,
+                Err(e) => return Ok(self.connect_failed(e).await),
+            };
+            let wsr = workspace_ref(&ws);
+            let result = match decision {
+                Decision::NeedAzureView => match self.ctx.cache.get(&arm, &wsr).await {
+                    Ok(list) => {
+                        observed.azure = Some(azure_view(self.obj, &self.compute_name, &list));
+                        continue;
+                    }
+                    Err(e) => Err(e),
+                },
+                Decision::Poll(op) => self.poll(&arm, &wsr, &ws, op, &desired_hash, secret_rv.as_deref()).await,
+                Decision::Attach { cause } => self.attach(&arm, &wsr, &ws, cause, &desired_hash, secret_rv.as_deref()).await,
+                Decision::Detach { reattach } => {
+                    self.detach(&arm, &wsr, &ws, reattach, &desired_hash, secret_rv.as_deref()).await
+                }
+                Decision::Adopt(c) => {
+                    self.status.attached_config_hash = Some(desired_hash.clone());
+                    self.status.secret_resource_version = secret_rv.clone();
+                    self.ctx
+                        .event(self.obj, false, "Adopted", format!("adopted existing compute {:?}", self.compute_name))
+                        .await;
+                    self.in_sync(&arm, &wsr, c).await
+                }
+                Decision::InSync(c) => self.in_sync(&arm, &wsr, c).await,
+                Decision::Report { .. } | Decision::Release { .. } => unreachable_step(),
+            };
+            return match result {
+                Ok(step) => Ok(step),
+                Err(e) => Ok(self.arm_failed(&wsr, e).await),
+            };
+        }
+    }
+
+    fn claim_state(&self) -> ClaimState {
+        let Some(mine) = self.ctx.claim_of(self.obj) else {
+            return ClaimState::Winner;
+        };
+        let all = self.ctx.all_claims();
+        let w = winner(&mine, &all);
+        if w.uid == mine.uid { ClaimState::Winner } else { ClaimState::LosesTo(w.owner.clone()) }
+    }
+
+    async fn secret_state(&self) -> Result<(SecretState, Option<String>), Error> {
+        let Some(name) = self.obj.secret_name() else {
+            return Ok((SecretState::NotNeeded, None));
+        };
+        // Metadata only (rule 10): the resourceVersion says whether it changed.
+        let api: Api<Secret> = Api::namespaced(self.ctx.client.clone(), &self.ns);
+        Ok(match api.get_metadata_opt(name).await.map_err(Error::Kube)? {
+            Some(m) => (SecretState::Present, m.resource_version()),
+            None => (SecretState::Missing(name.to_owned()), None),
+        })
+    }
+
+    fn set_ready(&mut self, reason: Reason, message: impl Into<String>) {
+        let previous = self.old.ready().cloned();
+        let cond = ready_condition(previous.as_ref(), reason, message, self.obj.meta().generation, now());
+        set_condition(&mut self.status.conditions, cond);
+    }
+
+    async fn report(&mut self, reason: Reason, message: String) -> Step {
+        let changed = self.old.ready().is_none_or(|c| c.reason != reason.as_str());
+        self.set_ready(reason, message.clone());
+        if changed && !reason.is_ready() {
+            self.ctx.event(self.obj, true, reason.as_str(), message).await;
+        }
+        let resync = self.ctx.resync;
+        Step::after(match reason {
+            // Waiting on a person or on another object: watches bring us back on change.
+            r if r.is_permanent() => resync.max(Duration::from_secs(300)),
+            _ => resync,
+        })
+    }
+
+    async fn release(&mut self, why: &'static str) -> Step {
+        let orphan = self.obj.common().deletion_policy == DeletionPolicy::Orphan;
+        let reason = if orphan { "Orphaned" } else { "Released" };
+        self.ctx.event(self.obj, false, reason, why.to_owned()).await;
+        Step::done()
+    }
+
+    async fn connect_failed(&mut self, e: ConnectError) -> Step {
+        let (reason, msg) = match &e {
+            ConnectError::SecretNotFound(_) | ConnectError::SecretKeyMissing { .. } => {
+                (Reason::WorkspaceNotReady, format!("the MLWorkspace's credential is unusable: {e}"))
+            }
+            ConnectError::InvalidSpec(m) => (Reason::WorkspaceNotReady, m.clone()),
+            ConnectError::Credential(_) | ConnectError::Cloud(_) => {
+                (Reason::CredentialRejected, crate::controller::error::chain(&e))
+            }
+            ConnectError::Kube(_) => (Reason::AzureError, crate::controller::error::chain(&e)),
+        };
+        self.report(reason, msg).await
+    }
+
+    /// Maps an ARM error to a condition and a delay (rule 11). Never a hot loop.
+    async fn arm_failed(&mut self, wsr: &WorkspaceRef, e: ArmError) -> Step {
+        let msg = crate::controller::error::chain(&e);
+        let (reason, delay) = match e.kind() {
+            ArmErrorKind::Throttled => (Reason::Throttled, e.retry_after().unwrap_or(Duration::from_secs(10))),
+            ArmErrorKind::NotFound => (Reason::WorkspaceNotFound, self.ctx.resync.max(Duration::from_secs(60))),
+            ArmErrorKind::Unauthorized | ArmErrorKind::Forbidden | ArmErrorKind::Credential => {
+                (Reason::CredentialRejected, self.ctx.resync.max(Duration::from_secs(60)))
+            }
+            ArmErrorKind::BadRequest | ArmErrorKind::InvalidOperationUrl => (Reason::InvalidSpec, Duration::from_secs(300)),
+            _ => (Reason::AzureError, e.retry_after().unwrap_or(TRANSIENT_RETRY)),
+        };
+        if reason == Reason::WorkspaceNotFound {
+            self.ctx.cache.invalidate(wsr).await;
+        }
+        let changed = self.old.ready().is_none_or(|c| c.reason != reason.as_str());
+        self.set_ready(reason, msg.clone());
+        if changed {
+            self.ctx.event(self.obj, true, reason.as_str(), msg).await;
+        }
+        Step::after(delay)
+    }
+
+    async fn poll(
+        &mut self,
+        arm: &ArmClient,
+        wsr: &WorkspaceRef,
+        ws: &MLWorkspace,
+        op: PendingOperation,
+        desired_hash: &str,
+        secret_rv: Option<&str>,
+    ) -> Result<Step, ArmError> {
+        let status = match arm.poll_operation(&op.url).await {
+            Ok(s) => s,
+            Err(ArmError::NotFound { .. }) => {
+                // The operation record expired: forget it and plan again from the LIST.
+                self.status.operation = None;
+                self.ctx.cache.invalidate(wsr).await;
+                return Ok(Step::after(Duration::from_secs(1)));
+            }
+            Err(e) => return Err(e),
+        };
+        let in_progress_reason = match (op.kind, op.reattach) {
+            (_, true) => Reason::Reattaching,
+            (OperationKind::Attach, false) => Reason::Attaching,
+            (OperationKind::Detach, false) => Reason::Detaching,
+        };
+        match status.status {
+            OperationState::Succeeded => {}
+            OperationState::Failed | OperationState::Canceled => {
+                self.status.operation = None;
+                let err = status.error.clone();
+                let errors: Vec<ProvisioningError> = err
+                    .iter()
+                    .map(|e| ProvisioningError {
+                        code: e.code.clone().unwrap_or_default(),
+                        message: e.message.clone().unwrap_or_default(),
+                    })
+                    .collect();
+                let detail = errors
+                    .iter()
+                    .map(|e| format!("{}: {}", e.code, e.message))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                return Ok(match op.kind {
+                    OperationKind::Attach => {
+                        self.status.attached_config_hash = op.config_hash.clone();
+                        self.status.rejected_config_hash = op.config_hash.clone();
+                        self.status.provisioning_state = Some(status.status.as_str().to_owned());
+                        self.status.provisioning_errors = errors;
+                        self.report(Reason::ProvisioningFailed, format!("Azure could not attach the compute: {detail}"))
+                            .await
+                    }
+                    OperationKind::Detach => {
+                        let step = self.report(Reason::AzureError, format!("the detach failed: {detail}")).await;
+                        Step::after(step.requeue.min(Duration::from_secs(60)))
+                    }
+                });
+            }
+            _ => {
+                self.set_ready(in_progress_reason, format!("waiting for Azure ({:?} in progress)", op.kind));
+                return Ok(Step::after(poll_delay(status.retry_after)));
+            }
+        }
+        // Succeeded.
+        self.status.operation = None;
+        match op.kind {
+            OperationKind::Attach => {
+                let hash = op.config_hash.clone().unwrap_or_else(|| desired_hash.to_owned());
+                self.attached(wsr, hash, "Succeeded").await;
+                Ok(self.after_attached(arm, wsr).await)
+            }
+            OperationKind::Detach => {
+                self.ctx.cache.remove(wsr, &self.compute_name).await;
+                self.status.provisioning_state = None;
+                if op.reattach && !self.deleting {
+                    return self.attach(arm, wsr, ws, AttachCause::Reattach, desired_hash, secret_rv).await;
+                }
+                self.detached().await;
+                Ok(Step::done())
+            }
+        }
+    }
+
+    async fn detached(&mut self) {
+        self.status.compute_id = None;
+        self.ctx
+            .event(
+                self.obj,
+                false,
+                "Detached",
+                format!("detached compute {:?} (underlyingResourceAction=Detach)", self.compute_name),
+            )
+            .await;
+    }
+
+    /// Records a finished attach and writes it through to the LIST cache.
+    async fn attached(&mut self, wsr: &WorkspaceRef, hash: String, state: &str) {
+        self.status.attached_config_hash = Some(hash);
+        self.status.rejected_config_hash = None;
+        self.status.provisioning_state = Some(state.to_owned());
+        self.status.provisioning_errors.clear();
+        self.status.compute_id = Some(wsr.compute_id(&self.compute_name));
+        let compute = synthetic_compute::<K>(self.obj, &self.compute_name, state);
+        self.ctx.cache.upsert(wsr, &self.compute_name, compute).await;
+    }
+
+    async fn after_attached(&mut self, arm: &ArmClient, wsr: &WorkspaceRef) -> Step {
+        let was_ready = self.old.ready().is_some_and(|c| c.status == "True");
+        self.set_ready(Reason::Attached, format!("compute {:?} is attached and Succeeded", self.compute_name));
+        if !was_ready {
+            self.ctx
+                .event(self.obj, false, "Attached", format!("compute {:?} attached", self.compute_name))
+                .await;
+        }
+        if let Err(e) = self.ensure_connection_secret(arm, wsr).await {
+            tracing::warn!(error = %crate::controller::error::chain(&e), "cannot write the connection Secret");
+            return Step::after(TRANSIENT_RETRY);
+        }
+        Step::after(self.ctx.resync)
+    }
+
+    async fn attach(
+        &mut self,
+        arm: &ArmClient,
+        wsr: &WorkspaceRef,
+        ws: &MLWorkspace,
+        cause: AttachCause,
+        desired_hash: &str,
+        secret_rv: Option<&str>,
+    ) -> Result<Step, ArmError> {
+        // Rule 10: Secret data is read here, right before the PUT, and dropped after it.
+        let secret = match self.obj.secret_name() {
+            Some(name) => match self.ctx.read_secret(&self.ns, name).await {
+                Ok(Some(d)) => Some(d),
+                Ok(None) => {
+                    return Ok(self.report(Reason::SecretNotFound, format!("Secret {name:?} does not exist")).await);
+                }
+                Err(e) => {
+                    return Ok(self.report(Reason::AzureError, crate::controller::error::chain(&e)).await);
+                }
+            },
+            None => None,
+        };
+        let properties = match self.obj.build_properties(secret.as_ref()) {
+            Ok(p) => p,
+            Err(e @ (BuildError::SecretKeyMissing { .. } | BuildError::SecretKeyNotText { .. })) => {
+                return Ok(self.report(Reason::SecretKeyMissing, e.to_string()).await);
+            }
+            Err(e @ BuildError::InvalidSpec(_)) => return Ok(self.report(Reason::InvalidSpec, e.to_string()).await),
+        };
+        drop(secret);
+        let mut compute = Compute::new(K::compute_type(), self.obj.underlying().resource_id());
+        compute.properties = properties;
+        let body = ComputeResource {
+            location: ws.status.as_ref().and_then(|s| s.location.clone()),
+            properties: Some(compute),
+            ..Default::default()
+        };
+        let result = arm.put_compute(wsr, &self.compute_name, &body).await;
+        drop(body);
+        let lro = match result {
+            Ok(l) => l,
+            Err(e) if e.kind() == ArmErrorKind::BadRequest => {
+                // Permanent for this configuration: remember it so it is not PUT again (rule 11).
+                self.status.rejected_config_hash = Some(desired_hash.to_owned());
+                let refused_type = K::compute_type() == ComputeType::Batch
+                    || e.code().is_some_and(|c| c.to_ascii_lowercase().contains("computetype"));
+                let reason = if refused_type { Reason::ComputeTypeRefused } else { Reason::InvalidSpec };
+                let msg = format!("Azure refused the attach: {}", crate::controller::error::chain(&e));
+                return Ok(self.report(reason, msg).await);
+            }
+            Err(e) => return Err(e),
+        };
+        self.status.secret_resource_version = secret_rv.map(str::to_owned);
+        let (event, verb) = match cause {
+            AttachCause::Initial => ("Attaching", "attaching"),
+            AttachCause::Reattach => ("Reattaching", "re-attaching after a change"),
+            AttachCause::Drift => ("DriftRepaired", "re-attaching: the attachment vanished from the workspace"),
+        };
+        self.ctx
+            .event(self.obj, false, event, format!("{verb}: PUT compute {:?}", self.compute_name))
+            .await;
+        match lro {
+            Lro::Done(resource) => {
+                let summary = summarize::<K>(self.obj, &resource);
+                self.attached(wsr, desired_hash.to_owned(), summary.provisioning_state.as_deref().unwrap_or("Succeeded"))
+                    .await;
+                self.in_sync(arm, wsr, summary).await
+            }
+            Lro::InProgress {
+                operation_url: Some(url),
+                retry_after,
+                ..
+            } => {
+                self.status.operation = Some(PendingOperation {
+                    kind: OperationKind::Attach,
+                    url,
+                    reattach: cause == AttachCause::Reattach,
+                    config_hash: Some(desired_hash.to_owned()),
+                    started_at: Some(now()),
+                });
+                self.status.provisioning_state = Some("Creating".to_owned());
+                self.status.compute_id = Some(wsr.compute_id(&self.compute_name));
+                let reason = if cause == AttachCause::Reattach { Reason::Reattaching } else { Reason::Attaching };
+                self.set_ready(reason, "Azure accepted the attach; provisioning".to_owned());
+                Ok(Step::after(poll_delay(retry_after)))
+            }
+            Lro::InProgress {
+                operation_url: None,
+                retry_after,
+                ..
+            } => {
+                // No operation URL: follow provisioningState with GETs (in_sync refreshes).
+                self.attached(wsr, desired_hash.to_owned(), "Creating").await;
+                self.set_ready(Reason::Attaching, "Azure accepted the attach; provisioning".to_owned());
+                Ok(Step::after(poll_delay(retry_after)))
+            }
+        }
+    }
+
+    async fn detach(
+        &mut self,
+        arm: &ArmClient,
+        wsr: &WorkspaceRef,
+        ws: &MLWorkspace,
+        reattach: bool,
+        desired_hash: &str,
+        secret_rv: Option<&str>,
+    ) -> Result<Step, ArmError> {
+        let outcome = arm.detach_compute(wsr, &self.compute_name).await?;
+        if reattach {
+            self.ctx
+                .event(
+                    self.obj,
+                    false,
+                    "Reattaching",
+                    "a setting Azure cannot update in place changed: detaching, then attaching again".to_owned(),
+                )
+                .await;
+        }
+        match outcome {
+            DetachOutcome::Done | DetachOutcome::Absent | DetachOutcome::InProgress { operation_url: None, .. } => {
+                self.ctx.cache.remove(wsr, &self.compute_name).await;
+                self.status.operation = None;
+                self.status.provisioning_state = None;
+                if reattach {
+                    return self.attach(arm, wsr, ws, AttachCause::Reattach, desired_hash, secret_rv).await;
+                }
+                self.detached().await;
+                Ok(Step::done())
+            }
+            DetachOutcome::InProgress {
+                operation_url: Some(url),
+                retry_after,
+            } => {
+                self.status.operation = Some(PendingOperation {
+                    kind: OperationKind::Detach,
+                    url,
+                    reattach,
+                    config_hash: None,
+                    started_at: Some(now()),
+                });
+                self.status.provisioning_state = Some("Deleting".to_owned());
+                let reason = if reattach { Reason::Reattaching } else { Reason::Detaching };
+                self.set_ready(reason, "Azure accepted the detach (underlyingResourceAction=Detach)".to_owned());
+                Ok(Step::after(poll_delay(retry_after)))
+            }
+        }
+    }
+
+    async fn in_sync(&mut self, arm: &ArmClient, wsr: &WorkspaceRef, mut c: ComputeSummary) -> Result<Step, ArmError> {
+        if !c.is_terminal() {
+            // The cached view is stale for a compute still provisioning: one GET of it alone.
+            match arm.get_compute(wsr, &self.compute_name).await? {
+                Some(fresh) => {
+                    c = summarize::<K>(self.obj, &fresh);
+                    let state = c.provisioning_state.clone().unwrap_or_default();
+                    let synthetic = synthetic_compute::<K>(self.obj, &self.compute_name, &state);
+                    self.ctx.cache.upsert(wsr, &self.compute_name, synthetic).await;
+                }
+                None => {
+                    self.ctx.cache.remove(wsr, &self.compute_name).await;
+                    return Ok(Step::after(Duration::from_secs(1)));
+                }
+            }
+        }
+        self.status.provisioning_state = c.provisioning_state.clone();
+        self.status.provisioning_errors = c.errors.clone();
+        self.status.compute_id = c.id.clone().or_else(|| Some(wsr.compute_id(&self.compute_name)));
+        if c.is_failed() {
+            let detail = c.errors.iter().map(|e| format!("{}: {}", e.code, e.message)).collect::<Vec<_>>().join("; ");
+            return Ok(self
+                .report(
+                    Reason::ProvisioningFailed,
+                    format!(
+                        "Azure reports provisioningState {}: {detail}; change the spec or rotate the Secret to retry",
+                        c.provisioning_state.as_deref().unwrap_or("Failed")
+                    ),
+                )
+                .await);
+        }
+        if !c.is_terminal() {
+            self.set_ready(Reason::Attaching, format!("Azure reports provisioningState {}", c.provisioning_state.as_deref().unwrap_or("")));
+            return Ok(Step::after(DEFAULT_POLL));
+        }
+        Ok(self.after_attached(arm, wsr).await)
+    }
+
+    /// Writes the connection Secret once per attached configuration (listKeys + ids).
+    async fn ensure_connection_secret(&mut self, arm: &ArmClient, wsr: &WorkspaceRef) -> Result<(), Error> {
+        let Some(target) = self.obj.common().write_connection_secret_to_ref else {
+            return Ok(());
+        };
+        if self.status.connection_secret_hash.is_some() && self.status.connection_secret_hash == self.status.attached_config_hash {
+            return Ok(());
+        }
+        let keys = arm.list_keys(wsr, &self.compute_name).await.map_err(Error::Arm)?;
+        let mut data: BTreeMap<String, ByteString> = self
+            .obj
+            .connection_data(&keys)
+            .into_iter()
+            .map(|(k, v)| (k, ByteString(v.expose_secret().as_bytes().to_vec())))
+            .collect();
+        drop(keys);
+        let ids = [
+            ("computeName", Some(self.compute_name.clone())),
+            ("computeId", self.status.compute_id.clone()),
+            ("computeType", Some(K::compute_type().as_str().to_owned())),
+            ("workspaceId", Some(wsr.arm_id())),
+            ("resourceId", self.obj.underlying().resource_id()),
+        ];
+        for (k, v) in ids {
+            if let Some(v) = v {
+                data.insert(k.to_owned(), ByteString(v.into_bytes()));
+            }
+        }
+        let owner = self.obj.controller_owner_ref(&()).ok_or(Error::MissingNamespace)?;
+        let secret = Secret {
+            metadata: kube::api::ObjectMeta {
+                name: Some(target.name.clone()),
+                namespace: Some(self.ns.clone()),
+                owner_references: Some(vec![owner]),
+                labels: Some(BTreeMap::from([(
+                    "app.kubernetes.io/managed-by".to_owned(),
+                    "azureml-attach".to_owned(),
+                )])),
+                ..Default::default()
+            },
+            data: Some(data),
+            type_: Some("Opaque".to_owned()),
+            ..Default::default()
+        };
+        let api: Api<Secret> = Api::namespaced(self.ctx.client.clone(), &self.ns);
+        let mut value = serde_json::to_value(&secret).map_err(Error::Serialize)?;
+        value["apiVersion"] = json!("v1");
+        value["kind"] = json!("Secret");
+        api.patch(&target.name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(value))
+            .await
+            .map_err(Error::Kube)?;
+        self.status.connection_secret_hash = self.status.attached_config_hash.clone();
+        Ok(())
+    }
+
+    /// Server-side applies the status when it changed (never replaces the object).
+    async fn write_status(&mut self) -> Result<(), Error> {
+        self.status.observed_generation = self.obj.meta().generation;
+        if self.status == self.old && self.obj.target_status().is_some() {
+            return Ok(());
+        }
+        let api: Api<K> = Api::namespaced(self.ctx.client.clone(), &self.ns);
+        let patch = json!({
+            "apiVersion": K::api_version(&()),
+            "kind": K::kind(&()),
+            "status": self.status,
+        });
+        match api
+            .patch_status(&self.obj.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(patch))
+            .await
+        {
+            Ok(_) => Ok(()),
+            // The object is gone (finalizer released): nothing to write.
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(e) => Err(Error::Kube(e)),
+        }
+    }
+}
+
+fn unreachable_step() -> Result<Step, ArmError> {
+    // Report and Release return before the match; keep a harmless answer rather than panic.
+    Ok(Step::after(Duration::from_secs(30)))
+}
+
+fn now() -> Time {
+    Time(k8s_openapi::jiff::Timestamp::now())
+}
+
+fn poll_delay(retry_after: Option<Duration>) -> Duration {
+    retry_after.unwrap_or(DEFAULT_POLL).clamp(Duration::from_secs(1), Duration::from_secs(120))
+}
+
+/// What planning needs to know about the workspace object.
+fn workspace_state(ws: Option<&MLWorkspace>) -> WorkspaceState {
+    let Some(ws) = ws else {
+        return WorkspaceState::Missing;
+    };
+    let ready = ws.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"));
+    match ready {
+        Some(c) if c.status == "True" && ws.status.as_ref().is_some_and(|s| s.location.is_some()) => WorkspaceState::Ready,
+        Some(c) => WorkspaceState::NotReady {
+            reason: c.reason.clone(),
+            message: c.message.clone(),
+        },
+        None => WorkspaceState::NotReady {
+            reason: "Pending".to_owned(),
+            message: "not reconciled yet".to_owned(),
+        },
+    }
+}
+
+/// The fingerprint of what an attach pushes (rule 2 and 5).
+pub fn config_hash<K: AttachTarget>(obj: &K, secret_rv: Option<&str>) -> String {
+    let doc = json!({
+        "computeType": K::compute_type().as_str(),
+        "spec": obj.attach_fingerprint(),
+        "secretResourceVersion": secret_rv,
+    });
+    let digest = Sha256::digest(doc.to_string().as_bytes());
+    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+/// The LIST seen from one target.
+pub fn azure_view<K: AttachTarget>(obj: &K, name: &str, list: &[ComputeResource]) -> AzureView {
+    if let Some(c) = list.iter().find(|c| same_name(c, name)) {
+        return AzureView::Present(summarize::<K>(obj, c));
+    }
+    let underlying = obj.underlying();
+    let same_resource_as = list
+        .iter()
+        .find(|c| underlying.matches(c))
+        .and_then(|c| c.name.clone());
+    AzureView::Absent { same_resource_as }
+}
+
+/// The parts of a compute planning needs.
+pub fn summarize<K: AttachTarget>(obj: &K, c: &ComputeResource) -> ComputeSummary {
+    let type_matches = c.compute_type().is_some_and(|t| *t == K::compute_type());
+    ComputeSummary {
+        matches: type_matches && obj.underlying().matches(c),
+        provisioning_state: c.provisioning_state().map(|s| s.as_str().to_owned()),
+        errors: c
+            .properties
+            .as_ref()
+            .map(|p| p.provisioning_errors.iter().map(provisioning_error).collect())
+            .unwrap_or_default(),
+        id: c.id.clone(),
+    }
+}
+
+fn provisioning_error(e: &ErrorResponse) -> ProvisioningError {
+    ProvisioningError {
+        code: e.error.as_ref().and_then(|d| d.code.clone()).unwrap_or_default(),
+        message: e.error.as_ref().and_then(|d| d.message.clone()).unwrap_or_default(),
+    }
+}
+
+/// A secret-free stand-in for a compute the operator just wrote, for the LIST cache.
+fn synthetic_compute<K: AttachTarget>(obj: &K, name: &str, state: &str) -> ComputeResource {
+    let underlying = obj.underlying();
+    let mut compute = Compute::new(K::compute_type(), underlying.resource_id());
+    compute.provisioning_state = Some(state.into());
+    if let Underlying::Address(a) = &underlying {
+        compute.properties = Some(ComputeProperties::VirtualMachine(VirtualMachineProperties {
+            address: Some(a.clone()),
+            ..Default::default()
+        }));
+    }
+    ComputeResource {
+        name: Some(name.to_owned()),
+        properties: Some(compute),
+        ..Default::default()
+    }
+}
