@@ -3,7 +3,9 @@ SHELL := /usr/bin/env bash
 CARGO ?= cargo
 # The directory holding kube-apiserver, kube-controller-manager, kubectl, etcd and helm.
 # Built from the Go module proxy on first use and cached outside the tree (see README, Development).
-TESTENV_BIN_CMD = bash testenv/scripts/build-binaries.sh | tail -n 1
+# The script prints only the directory on stdout (progress goes to stderr); no `| tail` here, so a
+# failed build stops `bin=$$(...) && ...` instead of exporting an empty directory.
+TESTENV_BIN_CMD = bash testenv/scripts/build-binaries.sh
 
 .PHONY: all build test demo testenv crds check-crds fmt lint clean-testenv
 

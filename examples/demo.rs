@@ -9,6 +9,7 @@
 //! Environment: `AZUREML_ATTACH_BIN`, `AZUREML_EMULATOR_BIN` (the binaries), `DEMO_ONCE`,
 //! `DEMO_TIMEOUT` (seconds to wait for Ready, default 180), `AZUREML_ATTACH_TESTENV_BIN`.
 
+#[path = "demo/stack.rs"]
 mod stack;
 
 use std::{
@@ -148,7 +149,7 @@ async fn walkthrough(
     started: Instant,
 ) -> Result<(), StackError> {
     step(started, "starting the Azure ML emulator (its default world matches deploy/samples/)");
-    let emulator = stack::start_emulator(&options.bins, logs)?;
+    let mut emulator = stack::start_emulator(&options.bins, logs)?;
     println!("    {} (CA {})", emulator.url, emulator.ca_file.display());
 
     step(started, "applying the CRDs (crds/) and the operator's RBAC (deploy/base/rbac.yaml)");
@@ -198,7 +199,7 @@ async fn walkthrough(
         println!("\n    DEMO_ONCE is set: done.");
         return Ok(());
     }
-    wait_for_ctrl_c(env, &emulator, &mut operator).await
+    wait_for_ctrl_c(env, &mut emulator, &mut operator).await
 }
 
 fn print_progress(states: &[TargetState]) {
@@ -302,7 +303,7 @@ fn detach_request(emulator: &Emulator) -> Result<Option<String>, StackError> {
 
 async fn wait_for_ctrl_c(
     env: &TestEnv,
-    emulator: &Emulator,
+    emulator: &mut Emulator,
     operator: &mut Operator,
 ) -> Result<(), StackError> {
     let kubectl_bin = env.bin_dir().join("kubectl");
@@ -324,6 +325,12 @@ async fn wait_for_ctrl_c(
                     return Err(StackError::Command {
                         what: "the operator".into(),
                         stderr: format!("{exit}; log:\n{}", operator.process.log_tail(30)),
+                    });
+                }
+                if let Some(exit) = emulator.process.exited() {
+                    return Err(StackError::Command {
+                        what: "the emulator".into(),
+                        stderr: format!("{exit}; log:\n{}", emulator.process.log_tail(30)),
                     });
                 }
             }

@@ -1,1 +1,107 @@
-fn main() {}
+//! Requests per second for GET and PUT with 1,000 computes present (throttling off).
+//!
+//! Run: `cargo bench -p azureml-emulator --bench throughput` (env `BENCH_SECS`, `BENCH_CONCURRENCY`).
+//! Client and server share the machine, so the figures include the client's cost.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use azureml_emulator::{EmulatorConfig, spawn};
+use serde_json::json;
+
+const WS: &str = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/ml-rg/providers/Microsoft.MachineLearningServices/workspaces/prod-workspace";
+
+fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+async fn run(
+    label: &str,
+    clients: &[reqwest::Client],
+    token: &str,
+    base: &str,
+    concurrency: u64,
+    secs: u64,
+    put: bool,
+) -> f64 {
+    let done = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..concurrency {
+        let http = clients[(w as usize) % clients.len()].clone();
+        let token = token.to_owned();
+        let base = base.to_owned();
+        let done = done.clone();
+        let errors = errors.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut i = w;
+            let body = json!({"location":"westeurope","properties":{"computeType":"AmlCompute","properties":{"vmSize":"Standard_DS2_v2"}}});
+            while Instant::now() < deadline {
+                let url = format!("{base}{WS}/computes/compute{:04}?api-version=2026-07-01", i % 1000);
+                let req = if put { http.put(&url).json(&body) } else { http.get(&url) };
+                match req.bearer_auth(&token).send().await {
+                    Ok(r) if r.status().is_success() => {
+                        let _ = r.bytes().await;
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                    _ => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                i += concurrency;
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let n = done.load(Ordering::Relaxed);
+    let rate = n as f64 / elapsed;
+    println!(
+        "{label}: {n} requests in {elapsed:.2}s = {rate:.0} req/s (concurrency {concurrency}, errors {})",
+        errors.load(Ordering::Relaxed)
+    );
+    rate
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let mut cfg = EmulatorConfig::default();
+        cfg.settings.throttling.enabled = false;
+        cfg.settings.provisioning_delay_ms = 0;
+        let emu = spawn(cfg).await.expect("spawn");
+        let control = emu.control().expect("control");
+        for i in 0..1000 {
+            control
+                .put_compute(
+                    "prod-workspace",
+                    &format!("compute{i:04}"),
+                    &json!({"properties":{"computeType":"AmlCompute","properties":{"vmSize":"Standard_DS2_v2"}}}),
+                )
+                .await
+                .expect("seed");
+        }
+        assert_eq!(control.computes().await.expect("computes").len(), 1000);
+        let token = control.default_token().await.expect("token");
+        let secs = env_num("BENCH_SECS", 5);
+        let concurrency = env_num("BENCH_CONCURRENCY", 64);
+        // A few HTTP/2 connections (each reqwest client opens its own).
+        let clients: Vec<reqwest::Client> = (0..4).map(|_| emu.http_client().expect("client")).collect();
+        // Warm up connections.
+        run("warm-up GET", &clients, &token, emu.base_url(), concurrency, 1, false).await;
+        control.clear_requests().await.expect("clear");
+        let get = run("GET compute", &clients, &token, emu.base_url(), concurrency, secs, false).await;
+        let put = run("PUT compute", &clients, &token, emu.base_url(), concurrency, secs, true).await;
+        let log = control.requests(Some(u64::MAX)).await.expect("log");
+        println!("server counted: {:?}", log.counts);
+        println!("RESULT get_per_sec={get:.0} put_per_sec={put:.0}");
+    });
+}

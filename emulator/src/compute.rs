@@ -204,8 +204,8 @@ fn strip_secrets(compute_type: &str, props: &mut Map<String, Value>) {
         }
         "AmlCompute" => {
             if let Some(Value::Object(c)) = props.get_mut("userAccountCredentials") {
+                // The public key is echoed (FINDINGS §2); only the password is hidden.
                 null(c, "adminUserPassword");
-                null(c, "adminUserSshPublicKey");
             }
         }
         _ => {

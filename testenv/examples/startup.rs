@@ -3,10 +3,27 @@
 //!
 //! `cargo run -p testenv --release --example startup -- 7`
 
-use std::time::{Duration, Instant};
+use std::{
+    process::ExitCode,
+    time::{Duration, Instant},
+};
 
-fn main() -> Result<(), testenv::Error> {
-    let runs: usize = std::env::args().nth(1).and_then(|n| n.parse().ok()).unwrap_or(5).max(1);
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), testenv::Error> {
+    let runs: usize = std::env::args()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(5)
+        .max(1);
     let mut starts = Vec::with_capacity(runs);
     let mut stops = Vec::with_capacity(runs);
     for run in 1..=runs {

@@ -19,11 +19,13 @@ pub const FIELD_MANAGER: &str = "testenv";
 pub(crate) fn parse_manifests(yaml: &str) -> Result<Vec<DynamicObject>, Error> {
     let mut objects = Vec::new();
     for document in serde_yaml::Deserializer::from_str(yaml) {
-        let value = serde_yaml::Value::deserialize(document).map_err(|e| Error::Manifest(e.to_string()))?;
+        let value =
+            serde_yaml::Value::deserialize(document).map_err(|e| Error::Manifest(e.to_string()))?;
         if value.is_null() {
             continue;
         }
-        let object: DynamicObject = serde_yaml::from_value(value).map_err(|e| Error::Manifest(e.to_string()))?;
+        let object: DynamicObject =
+            serde_yaml::from_value(value).map_err(|e| Error::Manifest(e.to_string()))?;
         if object.types.is_none() {
             return Err(Error::Manifest("a document has no apiVersion/kind".into()));
         }
@@ -43,12 +45,20 @@ pub(crate) async fn apply_object(
     namespace: Option<&str>,
     object: &DynamicObject,
 ) -> Result<DynamicObject, Error> {
-    let types = object.types.as_ref().ok_or_else(|| Error::Manifest("missing apiVersion/kind".into()))?;
-    let name = object.metadata.name.as_deref().ok_or_else(|| Error::Manifest("missing metadata.name".into()))?;
+    let types = object
+        .types
+        .as_ref()
+        .ok_or_else(|| Error::Manifest("missing apiVersion/kind".into()))?;
+    let name = object
+        .metadata
+        .name
+        .as_deref()
+        .ok_or_else(|| Error::Manifest("missing metadata.name".into()))?;
     let gvk = GroupVersionKind::try_from(types).map_err(|e| Error::Manifest(e.to_string()))?;
     let what = format!("{} {name}", types.kind);
-    let (resource, capabilities) =
-        discovery::pinned_kind(client, &gvk).await.map_err(Error::kube(format!("discovering {}", types.api_version)))?;
+    let (resource, capabilities) = discovery::pinned_kind(client, &gvk)
+        .await
+        .map_err(Error::kube(format!("discovering {}", types.api_version)))?;
     let api: Api<DynamicObject> = match capabilities.scope {
         Scope::Cluster => Api::all_with(client.clone(), &resource),
         Scope::Namespaced => {
@@ -57,12 +67,18 @@ pub(crate) async fn apply_object(
                 .namespace
                 .as_deref()
                 .or(namespace)
-                .ok_or_else(|| Error::Manifest(format!("{what} is namespaced but no namespace was given")))?;
+                .ok_or_else(|| {
+                    Error::Manifest(format!("{what} is namespaced but no namespace was given"))
+                })?;
             Api::namespaced_with(client.clone(), ns, &resource)
         }
     };
     let applied = api
-        .patch(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(object))
+        .patch(
+            name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(object),
+        )
         .await
         .map_err(Error::kube(format!("applying {what}")))?;
     if gvk.group == "apiextensions.k8s.io" && gvk.kind == "CustomResourceDefinition" {
@@ -73,11 +89,18 @@ pub(crate) async fn apply_object(
 
 async fn wait_established(client: &Client, name: &str) -> Result<(), Error> {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    wait_for(&format!("CustomResourceDefinition {name} to be Established"), Duration::from_secs(30), async || {
-        let crd = crds.get_opt(name).await.ok()??;
-        let conditions = crd.status?.conditions?;
-        conditions.iter().any(|c| c.type_ == "Established" && c.status == "True").then_some(())
-    })
+    wait_for(
+        &format!("CustomResourceDefinition {name} to be Established"),
+        Duration::from_secs(30),
+        async || {
+            let crd = crds.get_opt(name).await.ok()??;
+            let conditions = crd.status?.conditions?;
+            conditions
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+                .then_some(())
+        },
+    )
     .await
 }
 

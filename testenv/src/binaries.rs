@@ -33,15 +33,24 @@ impl Versions {
     /// The versions pinned in this checkout's `testenv/go/*/go.mod`.
     pub fn pinned() -> Versions {
         Versions {
-            kubernetes: required_version(K8S_GO_MOD, "k8s.io/kubernetes").unwrap_or("unknown").into(),
-            etcd: required_version(ETCD_GO_MOD, "go.etcd.io/etcd/server/v3").unwrap_or("unknown").into(),
-            helm: required_version(HELM_GO_MOD, "helm.sh/helm/v3").unwrap_or("unknown").into(),
+            kubernetes: required_version(K8S_GO_MOD, "k8s.io/kubernetes")
+                .unwrap_or("unknown")
+                .into(),
+            etcd: required_version(ETCD_GO_MOD, "go.etcd.io/etcd/server/v3")
+                .unwrap_or("unknown")
+                .into(),
+            helm: required_version(HELM_GO_MOD, "helm.sh/helm/v3")
+                .unwrap_or("unknown")
+                .into(),
         }
     }
 
     /// The cache directory name, identical to the build script's.
     pub fn cache_key(&self) -> String {
-        format!("testenv-k8s-{}-etcd-{}-helm-{}", self.kubernetes, self.etcd, self.helm)
+        format!(
+            "testenv-k8s-{}-etcd-{}-helm-{}",
+            self.kubernetes, self.etcd, self.helm
+        )
     }
 }
 
@@ -53,14 +62,22 @@ fn required_version<'a>(go_mod: &'a str, module: &str) -> Option<&'a str> {
         if words.peek() == Some(&"require") {
             words.next();
         }
-        if words.next()? == module { words.next() } else { None }
+        if words.next()? == module {
+            words.next()
+        } else {
+            None
+        }
     })
 }
 
 /// The directory the build script fills: `$AZUREML_ATTACH_CACHE`, else
 /// `$XDG_CACHE_HOME/azureml-attach`, else `~/.cache/azureml-attach`, plus the version key.
 pub fn default_bin_dir(versions: &Versions) -> PathBuf {
-    let var = |name| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let var = |name| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     let cache = var("AZUREML_ATTACH_CACHE").unwrap_or_else(|| {
         var("XDG_CACHE_HOME")
             .or_else(|| var("HOME").map(|home| home.join(".cache")))
@@ -81,12 +98,18 @@ pub fn locate(versions: &Versions) -> Result<PathBuf, Error> {
     if missing.is_empty() {
         Ok(dir)
     } else {
-        Err(Error::BinariesMissing { dir, missing: missing.join(", ") })
+        Err(Error::BinariesMissing {
+            dir,
+            missing: missing.join(", "),
+        })
     }
 }
 
 fn missing_binaries(dir: &Path) -> Vec<&'static str> {
-    REQUIRED.into_iter().filter(|name| !dir.join(name).is_file()).collect()
+    REQUIRED
+        .into_iter()
+        .filter(|name| !dir.join(name).is_file())
+        .collect()
 }
 
 #[cfg(test)]
@@ -97,8 +120,14 @@ mod tests {
     fn reads_require_lines_in_both_forms() {
         let go_mod = "module x\n\nreplace (\n\tk8s.io/api => k8s.io/api v0.36.3\n)\n\n\
                       require k8s.io/kubernetes v1.36.3\n\nrequire (\n\tgo.etcd.io/etcd/server/v3 v3.6.16\n)\n";
-        assert_eq!(required_version(go_mod, "k8s.io/kubernetes"), Some("v1.36.3"));
-        assert_eq!(required_version(go_mod, "go.etcd.io/etcd/server/v3"), Some("v3.6.16"));
+        assert_eq!(
+            required_version(go_mod, "k8s.io/kubernetes"),
+            Some("v1.36.3")
+        );
+        assert_eq!(
+            required_version(go_mod, "go.etcd.io/etcd/server/v3"),
+            Some("v3.6.16")
+        );
         assert_eq!(required_version(go_mod, "helm.sh/helm/v3"), None);
     }
 
@@ -108,6 +137,12 @@ mod tests {
         assert!(v.kubernetes.starts_with("v1."), "{v:?}");
         assert!(v.etcd.starts_with("v3."), "{v:?}");
         assert!(v.helm.starts_with("v3."), "{v:?}");
-        assert_eq!(v.cache_key(), format!("testenv-k8s-{}-etcd-{}-helm-{}", v.kubernetes, v.etcd, v.helm));
+        assert_eq!(
+            v.cache_key(),
+            format!(
+                "testenv-k8s-{}-etcd-{}-helm-{}",
+                v.kubernetes, v.etcd, v.helm
+            )
+        );
     }
 }

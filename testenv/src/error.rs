@@ -58,7 +58,9 @@ pub enum Error {
     },
 
     /// A control-plane process exited or never became ready.
-    #[error("{component} {reason}; log {log} ends with:\n{tail}")]
+    #[error(
+        "{component} {reason}; its log {log} (kept only with AZUREML_ATTACH_TESTENV_KEEP=1) ends with:\n{tail}"
+    )]
     Startup {
         /// `etcd`, `kube-apiserver` or `kube-controller-manager`.
         component: &'static str,

@@ -14,7 +14,13 @@ pub(crate) enum Credentials<'a> {
 }
 
 /// A kubeconfig with one cluster, one user and one context, selected as current.
-pub(crate) fn render(server: &str, ca_pem: &str, user: &str, namespace: &str, credentials: &Credentials<'_>) -> String {
+pub(crate) fn render(
+    server: &str,
+    ca_pem: &str,
+    user: &str,
+    namespace: &str,
+    credentials: &Credentials<'_>,
+) -> String {
     let user_fields = match credentials {
         Credentials::ClientCertificate { cert_pem, key_pem } => format!(
             "    client-certificate-data: {}\n    client-key-data: {}\n",
@@ -76,7 +82,10 @@ mod tests {
             "CA",
             "admin",
             "default",
-            &Credentials::ClientCertificate { cert_pem: "C", key_pem: "K" },
+            &Credentials::ClientCertificate {
+                cert_pem: "C",
+                key_pem: "K",
+            },
         );
         let config = kube::config::Kubeconfig::from_yaml(&text).unwrap();
         let user = config.auth_infos[0].auth_info.as_ref().unwrap();

@@ -17,7 +17,7 @@
 //! aggregation. There is no kubelet and no scheduler: Pods are stored but never run.
 //!
 //! Every process is stopped (by pid) and the temporary directory removed when the test binary
-//! exits, also after a failed test; see [`process`](crate#lifetime) notes on [`TestEnv::global`].
+//! exits, also after a failed test; see "Lifetime" on [`TestEnv`].
 //!
 //! Environment: `AZUREML_ATTACH_TESTENV_BIN` (binary directory; default: the build script's cache
 //! directory for the versions pinned in `testenv/go/*/go.mod`), `AZUREML_ATTACH_TESTENV_START_TIMEOUT`
@@ -103,13 +103,17 @@ impl TestEnv {
         // Straight to stderr, not eprintln!: the test harness would capture and hide it.
         let _ = writeln!(
             std::io::stderr(),
-            "testenv: Kubernetes {} ready at {} in {:.2?} (dir {})",
+            "testenv: Kubernetes {} ready at {} in {:.2?} (API server after {:.2?}; dir {})",
             plane.versions.kubernetes,
             plane.server_url,
             plane.startup,
+            plane.apiserver_ready,
             plane.dir.display()
         );
-        Ok(TestEnv { plane, next_name: AtomicU64::new(0) })
+        Ok(TestEnv {
+            plane,
+            next_name: AtomicU64::new(0),
+        })
     }
 
     /// Stops the processes and removes the directory now (same as dropping).
@@ -126,8 +130,9 @@ impl TestEnv {
     /// # Panics
     /// Outside a tokio runtime.
     pub fn client(&self) -> Client {
-        Client::try_from(self.plane.admin_config.clone())
-            .unwrap_or_else(|err| panic!("testenv: building a client (inside a tokio runtime?): {err}"))
+        Client::try_from(self.plane.admin_config.clone()).unwrap_or_else(|err| {
+            panic!("testenv: building a client (inside a tokio runtime?): {err}")
+        })
     }
 
     /// The admin client configuration, to adjust before building a client.
@@ -143,6 +148,13 @@ impl TestEnv {
     /// The PEM of the CA that signed the API server's certificate.
     pub fn ca_pem(&self) -> &str {
         &self.plane.ca_pem
+    }
+
+    /// The PEM public key that verifies ServiceAccount tokens (ES256, issuer
+    /// [`SERVICE_ACCOUNT_ISSUER`]), for a token consumer such as an identity-provider emulator.
+    /// The API server also serves it as JWKS at `/openid/v1/jwks` (to authenticated clients).
+    pub fn service_account_public_key_pem(&self) -> &str {
+        &self.plane.service_account_public_pem
     }
 
     /// The directory with kube-apiserver, kube-controller-manager, etcd, kubectl and helm.
@@ -165,10 +177,18 @@ impl TestEnv {
         self.plane.startup
     }
 
+    /// How long until the API server was ready and namespace `default` existed (part of
+    /// [`TestEnv::startup_duration`]; the rest is waiting for the controller manager).
+    pub fn apiserver_ready_after(&self) -> Duration {
+        self.plane.apiserver_ready
+    }
+
     /// `kubectl` with `KUBECONFIG` set to the admin kubeconfig and a private discovery cache.
     pub fn kubectl(&self) -> Command {
         let mut command = Command::new(self.plane.bin_dir.join("kubectl"));
-        command.env("KUBECONFIG", self.kubeconfig_path()).env("KUBECACHEDIR", self.dir().join("kube-cache"));
+        command
+            .env("KUBECONFIG", self.kubeconfig_path())
+            .env("KUBECACHEDIR", self.dir().join("kube-cache"));
         command
     }
 
@@ -219,7 +239,13 @@ impl TestEnv {
     ///
     /// # Panics
     /// If the ServiceAccount does not exist or the request is refused.
-    pub async fn service_account_token(&self, namespace: &str, name: &str, audiences: &[&str], ttl: Duration) -> String {
+    pub async fn service_account_token(
+        &self,
+        namespace: &str,
+        name: &str,
+        audiences: &[&str],
+        ttl: Duration,
+    ) -> String {
         self.try_service_account_token(namespace, name, audiences, ttl)
             .await
             .unwrap_or_else(|err| panic!("testenv: {err}"))
@@ -236,7 +262,8 @@ impl TestEnv {
         let request = TokenRequest {
             spec: Some(TokenRequestSpec {
                 // Omitted (not empty) to get the API server's own audiences.
-                audiences: (!audiences.is_empty()).then(|| audiences.iter().map(|a| a.to_string()).collect()),
+                audiences: (!audiences.is_empty())
+                    .then(|| audiences.iter().map(|a| a.to_string()).collect()),
                 expiration_seconds: Some(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX)),
                 ..TokenRequestSpec::default()
             }),
@@ -245,11 +272,17 @@ impl TestEnv {
         let response = Api::<ServiceAccount>::namespaced(self.client(), namespace)
             .create_token_request(name, &PostParams::default(), &request)
             .await
-            .map_err(Error::kube(format!("requesting a token for ServiceAccount {namespace}/{name}")))?;
+            .map_err(Error::kube(format!(
+                "requesting a token for ServiceAccount {namespace}/{name}"
+            )))?;
         response
             .status
             .and_then(|status| status.token)
-            .ok_or_else(|| Error::UnexpectedAnswer(format!("TokenRequest for {namespace}/{name} returned no token")))
+            .ok_or_else(|| {
+                Error::UnexpectedAnswer(format!(
+                    "TokenRequest for {namespace}/{name} returned no token"
+                ))
+            })
     }
 
     /// Writes a kubeconfig that authenticates as ServiceAccount `namespace/name` (token valid
@@ -259,11 +292,23 @@ impl TestEnv {
     /// # Panics
     /// If the token cannot be minted or the file written.
     pub async fn service_account_kubeconfig(&self, namespace: &str, name: &str) -> PathBuf {
-        let token = self.service_account_token(namespace, name, &[], Duration::from_secs(24 * 3600)).await;
+        let token = self
+            .service_account_token(namespace, name, &[], Duration::from_secs(24 * 3600))
+            .await;
         let user = format!("system:serviceaccount:{namespace}:{name}");
-        let text = kubeconfig::render(self.server_url(), self.ca_pem(), &user, namespace, &Credentials::Token(&token));
-        let path = self.dir().join(format!("{}.kubeconfig", self.unique_name(&format!("sa-{namespace}-{name}"))));
-        std::fs::write(&path, text).unwrap_or_else(|err| panic!("testenv: writing {}: {err}", path.display()));
+        let text = kubeconfig::render(
+            self.server_url(),
+            self.ca_pem(),
+            &user,
+            namespace,
+            &Credentials::Token(&token),
+        );
+        let path = self.dir().join(format!(
+            "{}.kubeconfig",
+            self.unique_name(&format!("sa-{namespace}-{name}"))
+        ));
+        std::fs::write(&path, text)
+            .unwrap_or_else(|err| panic!("testenv: writing {}: {err}", path.display()));
         path
     }
 
@@ -287,7 +332,11 @@ impl TestEnv {
     /// [`FIELD_MANAGER`], forced), in order. Namespaced objects without `metadata.namespace` go to
     /// `namespace`. CustomResourceDefinitions are waited for until Established. Returns the
     /// objects as stored.
-    pub async fn apply_yaml(&self, namespace: Option<&str>, yaml: &str) -> Result<Vec<DynamicObject>, Error> {
+    pub async fn apply_yaml(
+        &self,
+        namespace: Option<&str>,
+        yaml: &str,
+    ) -> Result<Vec<DynamicObject>, Error> {
         let client = self.client();
         let mut applied = Vec::new();
         for object in apply::parse_manifests(yaml)? {
@@ -297,9 +346,14 @@ impl TestEnv {
     }
 
     /// [`TestEnv::apply_yaml`] with the contents of a file.
-    pub async fn apply_file(&self, namespace: Option<&str>, path: impl AsRef<Path>) -> Result<Vec<DynamicObject>, Error> {
+    pub async fn apply_file(
+        &self,
+        namespace: Option<&str>,
+        path: impl AsRef<Path>,
+    ) -> Result<Vec<DynamicObject>, Error> {
         let path = path.as_ref();
-        let yaml = std::fs::read_to_string(path).map_err(Error::io(format!("reading {}", path.display())))?;
+        let yaml = std::fs::read_to_string(path)
+            .map_err(Error::io(format!("reading {}", path.display())))?;
         self.apply_yaml(namespace, &yaml).await
     }
 }
@@ -310,7 +364,13 @@ fn unique_name(prefix: &str, n: u64) -> String {
     let suffix = format!("-{n}");
     let mut base: String = prefix
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .collect();
     base.truncate(63 - suffix.len());
     let base = base.trim_matches('-');

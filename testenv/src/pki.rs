@@ -53,12 +53,18 @@ pub(crate) fn generate() -> Result<Pki, rcgen::Error> {
         KeyUsagePurpose::DigitalSignature,
     ];
     let ca_cert = ca_params.self_signed(&ca_key)?;
-    let ca = CertAndKey { cert_pem: ca_cert.pem(), key_pem: ca_key.serialize_pem() };
+    let ca = CertAndKey {
+        cert_pem: ca_cert.pem(),
+        key_pem: ca_key.serialize_pem(),
+    };
     let issuer = Issuer::new(ca_params, ca_key);
 
     let mut serving = CertificateParams::new(SERVING_NAMES.map(String::from).to_vec())?;
     serving.distinguished_name = name("kube-apiserver", None);
-    serving.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    serving.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
     serving.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     let apiserver = sign(serving, &issuer)?;
 
@@ -82,15 +88,24 @@ fn client_cert(
 ) -> Result<CertAndKey, rcgen::Error> {
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     params.distinguished_name = name(user, group);
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     sign(params, issuer)
 }
 
-fn sign(params: CertificateParams, issuer: &Issuer<'_, KeyPair>) -> Result<CertAndKey, rcgen::Error> {
+fn sign(
+    params: CertificateParams,
+    issuer: &Issuer<'_, KeyPair>,
+) -> Result<CertAndKey, rcgen::Error> {
     let key = KeyPair::generate()?;
     let cert = params.signed_by(&key, issuer)?;
-    Ok(CertAndKey { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+    Ok(CertAndKey {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
 }
 
 fn name(common_name: &str, organization: Option<&str>) -> DistinguishedName {

@@ -47,7 +47,12 @@ impl Process {
 
     /// A start-up error carrying the end of this process's log.
     pub fn failure(&self, reason: impl Into<String>) -> Error {
-        Error::Startup { component: self.name, reason: reason.into(), log: self.log.clone(), tail: log_tail(&self.log) }
+        Error::Startup {
+            component: self.name,
+            reason: reason.into(),
+            log: self.log.clone(),
+            tail: log_tail(&self.log),
+        }
     }
 }
 
@@ -55,22 +60,39 @@ impl Process {
 pub(crate) fn log_tail(path: &Path) -> String {
     const LINES: usize = 40;
     const BYTES: usize = 6000;
-    let Ok(text) = fs::read(path) else { return format!("(cannot read {})", path.display()) };
+    let Ok(text) = fs::read(path) else {
+        return format!("(cannot read {})", path.display());
+    };
     let text = String::from_utf8_lossy(&text);
     let lines: Vec<&str> = text.lines().collect();
     let mut tail = lines[lines.len().saturating_sub(LINES)..].join("\n");
     if tail.len() > BYTES {
         let cut = tail.len() - BYTES;
-        let cut = (cut..tail.len()).find(|i| tail.is_char_boundary(*i)).unwrap_or(cut);
+        let cut = (cut..tail.len())
+            .find(|i| tail.is_char_boundary(*i))
+            .unwrap_or(cut);
         tail = format!("…{}", &tail[cut..]);
     }
-    if tail.is_empty() { "(empty)".into() } else { tail }
+    if tail.is_empty() {
+        "(empty)".into()
+    } else {
+        tail
+    }
 }
 
 /// Starts `program` with `args`, output to `log`, its pid recorded in the registry entry `id`.
-pub(crate) fn spawn(id: u64, name: &'static str, program: &Path, args: &[String], log: PathBuf) -> Result<Process, Error> {
+pub(crate) fn spawn(
+    id: u64,
+    name: &'static str,
+    order: StopOrder,
+    program: &Path,
+    args: &[String],
+    log: PathBuf,
+) -> Result<Process, Error> {
     let out = File::create(&log).map_err(Error::io(format!("creating {}", log.display())))?;
-    let err = out.try_clone().map_err(Error::io(format!("opening {}", log.display())))?;
+    let err = out
+        .try_clone()
+        .map_err(Error::io(format!("opening {}", log.display())))?;
     let mut command = Command::new(program);
     command
         .args(args)
@@ -93,8 +115,9 @@ pub(crate) fn spawn(id: u64, name: &'static str, program: &Path, args: &[String]
             Ok(())
         });
     }
-    let child = spawn_from_forker(command).map_err(Error::io(format!("starting {}", program.display())))?;
-    record_pid(id, child.id() as i32);
+    let child =
+        spawn_from_forker(command).map_err(Error::io(format!("starting {}", program.display())))?;
+    record_pid(id, child.id() as i32, order);
     Ok(Process { name, child, log })
 }
 
@@ -120,14 +143,26 @@ fn spawn_from_forker(command: Command) -> io::Result<Child> {
     lock(forker)
         .send((command, reply_tx))
         .map_err(|_| io::Error::other("testenv forker thread is gone"))?;
-    reply_rx.recv().map_err(|_| io::Error::other("testenv forker thread is gone"))?
+    reply_rx
+        .recv()
+        .map_err(|_| io::Error::other("testenv forker thread is gone"))?
+}
+
+/// When a process is stopped relative to the others of its control plane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StopOrder {
+    /// Stopped first (the API server and the controller manager).
+    Early,
+    /// Stopped after the others: the API server stops in about a second while etcd answers,
+    /// but keeps retrying until killed once etcd is gone.
+    Late,
 }
 
 /// A temporary directory and the processes started for it, to be cleaned up at exit.
 struct Entry {
     id: u64,
     dir: PathBuf,
-    pids: Vec<i32>,
+    pids: Vec<(i32, StopOrder)>,
     keep_dir: bool,
 }
 
@@ -135,7 +170,9 @@ static LIVE: Mutex<Vec<Entry>> = Mutex::new(Vec::new());
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock leaves the data consistent (plain pushes and removes).
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Creates a fresh temporary directory and registers it (and later its processes) for cleanup
@@ -157,19 +194,33 @@ pub(crate) fn create_dir(keep_dir: bool) -> Result<(u64, PathBuf), Error> {
         *next += 1;
         *next
     };
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-    let dir = root.join(format!("{DIR_PREFIX}{}-{id}-{nanos:08x}", std::process::id()));
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let dir = root.join(format!(
+        "{DIR_PREFIX}{}-{id}-{nanos:08x}",
+        std::process::id()
+    ));
     fs::create_dir(&dir).map_err(Error::io(format!("creating {}", dir.display())))?;
-    lock(&LIVE).push(Entry { id, dir: dir.clone(), pids: Vec::new(), keep_dir });
+    lock(&LIVE).push(Entry {
+        id,
+        dir: dir.clone(),
+        pids: Vec::new(),
+        keep_dir,
+    });
     Ok((id, dir))
 }
 
-fn record_pid(id: u64, pid: i32) {
+fn record_pid(id: u64, pid: i32, order: StopOrder) {
     let mut live = lock(&LIVE);
     if let Some(entry) = live.iter_mut().find(|e| e.id == id) {
-        entry.pids.push(pid);
+        entry.pids.push((pid, order));
         // Written down so the sweep of a killed run can find stragglers.
-        if let Ok(mut file) = OpenOptions::new().create(true).append(true).open(entry.dir.join(PIDS_FILE)) {
+        if let Ok(mut file) = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(entry.dir.join(PIDS_FILE))
+        {
             let _ = writeln!(file, "{pid}");
         }
     }
@@ -179,20 +230,38 @@ fn record_pid(id: u64, pid: i32) {
 pub(crate) fn cleanup(id: u64) {
     let entry = {
         let mut live = lock(&LIVE);
-        let Some(index) = live.iter().position(|e| e.id == id) else { return };
+        let Some(index) = live.iter().position(|e| e.id == id) else {
+            return;
+        };
         live.swap_remove(index)
     };
     cleanup_entry(&entry);
 }
 
 fn cleanup_entry(entry: &Entry) {
-    stop_pids(&entry.pids);
+    stop_in_order(std::slice::from_ref(entry));
     remove_dir(entry);
+}
+
+/// Stops the processes of `entries`, all [`StopOrder::Early`] ones together, then the rest.
+fn stop_in_order(entries: &[Entry]) {
+    for order in [StopOrder::Early, StopOrder::Late] {
+        let pids: Vec<i32> = entries
+            .iter()
+            .flat_map(|e| e.pids.iter())
+            .filter(|(_, o)| *o == order)
+            .map(|(pid, _)| *pid)
+            .collect();
+        stop_pids(&pids);
+    }
 }
 
 fn remove_dir(entry: &Entry) {
     if entry.keep_dir {
-        eprintln!("testenv: kept {} (AZUREML_ATTACH_TESTENV_KEEP)", entry.dir.display());
+        eprintln!(
+            "testenv: kept {} (AZUREML_ATTACH_TESTENV_KEEP)",
+            entry.dir.display()
+        );
     } else {
         let _ = fs::remove_dir_all(&entry.dir);
     }
@@ -202,19 +271,24 @@ extern "C" fn cleanup_at_exit() {
     // try_lock: a thread that held the lock when exit() was called will never release it.
     let entries = match LIVE.try_lock() {
         Ok(mut live) => std::mem::take(&mut *live),
-        Err(std::sync::TryLockError::Poisoned(poisoned)) => std::mem::take(&mut *poisoned.into_inner()),
+        Err(std::sync::TryLockError::Poisoned(poisoned)) => {
+            std::mem::take(&mut *poisoned.into_inner())
+        }
         Err(std::sync::TryLockError::WouldBlock) => return,
     };
-    // Stop all processes of all entries together, so the grace periods overlap.
-    let pids: Vec<i32> = entries.iter().flat_map(|e| e.pids.iter().copied()).collect();
-    stop_pids(&pids);
+    // All control planes together, so the grace periods overlap.
+    stop_in_order(&entries);
     entries.iter().for_each(remove_dir);
 }
 
 /// SIGTERM to every pid, up to [`GRACE`] for them to exit, then SIGKILL; reaps them all.
 /// The pids are our own children, so they cannot be reused before we reap them.
 fn stop_pids(pids: &[i32]) {
-    let mut running: Vec<i32> = pids.iter().copied().filter(|pid| reap(*pid, false).is_none()).collect();
+    let mut running: Vec<i32> = pids
+        .iter()
+        .copied()
+        .filter(|pid| reap(*pid, false).is_none())
+        .collect();
     for pid in &running {
         // SAFETY: plain syscall on a pid we own.
         unsafe { libc::kill(*pid, libc::SIGTERM) };
@@ -244,11 +318,17 @@ fn reap(pid: i32, block: bool) -> Option<()> {
 /// running from them (a process counts only if its command line names that directory, so a
 /// reused pid is never hit).
 fn sweep_stale(root: &Path) {
-    let Ok(entries) = fs::read_dir(root) else { return };
+    let Ok(entries) = fs::read_dir(root) else {
+        return;
+    };
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(DIR_PREFIX)) else { continue };
-        let Some(owner) = rest.split('-').next().and_then(|p| p.parse::<i32>().ok()) else { continue };
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(DIR_PREFIX)) else {
+            continue;
+        };
+        let Some(owner) = rest.split('-').next().and_then(|p| p.parse::<i32>().ok()) else {
+            continue;
+        };
         if owner as u32 == std::process::id() || process_alive(owner) {
             continue;
         }

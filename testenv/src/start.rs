@@ -18,7 +18,7 @@ use crate::{
     binaries::{self, Versions},
     kubeconfig::{self, Credentials},
     pki::{self, Pki},
-    process::{self, Process},
+    process::{self, Process, StopOrder},
 };
 
 /// `--service-account-issuer`: what AKS-style workload identity federation expects as issuer.
@@ -46,7 +46,8 @@ impl Options {
             .ok()
             .and_then(|s| s.trim().parse::<u64>().ok())
             .map_or(Duration::from_secs(120), Duration::from_secs);
-        let keep_dir = std::env::var("AZUREML_ATTACH_TESTENV_KEEP").is_ok_and(|v| !v.is_empty() && v != "0");
+        let keep_dir =
+            std::env::var("AZUREML_ATTACH_TESTENV_KEEP").is_ok_and(|v| !v.is_empty() && v != "0");
         Options { timeout, keep_dir }
     }
 }
@@ -60,8 +61,11 @@ pub(crate) struct ControlPlane {
     pub server_url: String,
     pub kubeconfig_path: PathBuf,
     pub ca_pem: String,
+    pub service_account_public_pem: String,
     pub admin_config: kube::Config,
     pub startup: Duration,
+    /// When (since the start began) the API server was ready and namespace `default` existed.
+    pub apiserver_ready: Duration,
     // Kept so the children are not reaped by anyone else while we run.
     _processes: Vec<Process>,
 }
@@ -93,7 +97,12 @@ fn is_port_clash(err: &Error) -> bool {
     matches!(err, Error::Startup { tail, .. } if tail.contains("address already in use"))
 }
 
-fn start_once(bin_dir: &Path, versions: &Versions, options: &Options, began: Instant) -> Result<ControlPlane, Error> {
+fn start_once(
+    bin_dir: &Path,
+    versions: &Versions,
+    options: &Options,
+    began: Instant,
+) -> Result<ControlPlane, Error> {
     let (id, dir) = process::create_dir(options.keep_dir)?;
     let result = launch(id, &dir, bin_dir, versions, options, began);
     if result.is_err() {
@@ -116,8 +125,14 @@ fn launch(
     let [etcd_port, peer_port, apiserver_port] = free_ports()?;
     let server_url = format!("https://127.0.0.1:{apiserver_port}");
     let kubeconfig_path = dir.join("admin.kubeconfig");
-    let admin = Credentials::ClientCertificate { cert_pem: &pki.admin.cert_pem, key_pem: &pki.admin.key_pem };
-    write(&kubeconfig_path, &kubeconfig::render(&server_url, &pki.ca.cert_pem, "admin", "default", &admin))?;
+    let admin = Credentials::ClientCertificate {
+        cert_pem: &pki.admin.cert_pem,
+        key_pem: &pki.admin.key_pem,
+    };
+    write(
+        &kubeconfig_path,
+        &kubeconfig::render(&server_url, &pki.ca.cert_pem, "admin", "default", &admin),
+    )?;
     let kcm_kubeconfig = dir.join("kube-controller-manager.kubeconfig");
     let kcm = Credentials::ClientCertificate {
         cert_pem: &pki.controller_manager.cert_pem,
@@ -125,7 +140,13 @@ fn launch(
     };
     write(
         &kcm_kubeconfig,
-        &kubeconfig::render(&server_url, &pki.ca.cert_pem, "system:kube-controller-manager", "kube-system", &kcm),
+        &kubeconfig::render(
+            &server_url,
+            &pki.ca.cert_pem,
+            "system:kube-controller-manager",
+            "kube-system",
+            &kcm,
+        ),
     )?;
 
     // All three start at once: the API server and the controller manager retry their
@@ -134,6 +155,7 @@ fn launch(
     let mut processes = vec![process::spawn(
         id,
         "etcd",
+        StopOrder::Late,
         &bin_dir.join("etcd"),
         &etcd_args(dir, &etcd_url, &format!("http://127.0.0.1:{peer_port}")),
         dir.join("etcd.log"),
@@ -141,6 +163,7 @@ fn launch(
     processes.push(process::spawn(
         id,
         "kube-apiserver",
+        StopOrder::Early,
         &bin_dir.join("kube-apiserver"),
         &apiserver_args(dir, &files, &etcd_url, apiserver_port),
         dir.join("kube-apiserver.log"),
@@ -148,20 +171,26 @@ fn launch(
     processes.push(process::spawn(
         id,
         "kube-controller-manager",
+        StopOrder::Early,
         &bin_dir.join("kube-controller-manager"),
         &controller_manager_args(&files, &kcm_kubeconfig),
         dir.join("kube-controller-manager.log"),
     )?);
 
     let deadline = began + options.timeout;
-    let admin_config = std::thread::scope(|scope| {
+    let (admin_config, apiserver_ready) = std::thread::scope(|scope| {
         scope
             .spawn(|| {
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
                     .map_err(Error::io("building the start-up tokio runtime"))?;
-                runtime.block_on(wait_ready(&kubeconfig_path, &mut processes, deadline))
+                runtime.block_on(wait_ready(
+                    &kubeconfig_path,
+                    &mut processes,
+                    began,
+                    deadline,
+                ))
             })
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
@@ -175,8 +204,10 @@ fn launch(
         server_url,
         kubeconfig_path,
         ca_pem: pki.ca.cert_pem,
+        service_account_public_pem: pki.service_account_public_pem,
         admin_config,
         startup: began.elapsed(),
+        apiserver_ready,
         _processes: processes,
     })
 }
@@ -215,11 +246,22 @@ fn write(path: &Path, contents: &str) -> Result<(), Error> {
 
 /// Three distinct free loopback ports.
 fn free_ports() -> Result<[u16; 3], Error> {
-    let bind = || TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(Error::io("finding a free loopback port"));
+    let bind = || {
+        TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .map_err(Error::io("finding a free loopback port"))
+    };
     // All held at once so they differ; released on return for the processes to bind.
     let listeners = [bind()?, bind()?, bind()?];
-    let port = |l: &TcpListener| l.local_addr().map(|a| a.port()).map_err(Error::io("reading a bound port"));
-    Ok([port(&listeners[0])?, port(&listeners[1])?, port(&listeners[2])?])
+    let port = |l: &TcpListener| {
+        l.local_addr()
+            .map(|a| a.port())
+            .map_err(Error::io("reading a bound port"))
+    };
+    Ok([
+        port(&listeners[0])?,
+        port(&listeners[1])?,
+        port(&listeners[2])?,
+    ])
 }
 
 fn etcd_args(dir: &Path, client_url: &str, peer_url: &str) -> Vec<String> {
@@ -254,7 +296,10 @@ fn apiserver_args(dir: &Path, files: &Files, etcd_url: &str, port: u16) -> Vec<S
         format!("--service-account-issuer={SERVICE_ACCOUNT_ISSUER}"),
         format!("--api-audiences={SERVICE_ACCOUNT_ISSUER}"),
         format!("--service-account-key-file={}", files.sa_pub.display()),
-        format!("--service-account-signing-key-file={}", files.sa_key.display()),
+        format!(
+            "--service-account-signing-key-file={}",
+            files.sa_key.display()
+        ),
         "--service-cluster-ip-range=10.0.0.0/24".into(),
         // No kubelet or network: the `kubernetes` Service keeps no endpoints.
         "--endpoint-reconciler-type=none".into(),
@@ -270,7 +315,10 @@ fn controller_manager_args(files: &Files, kubeconfig: &Path) -> Vec<String> {
         // Each controller acts as its own ServiceAccount with its bootstrap RBAC role, as in a
         // kubeadm cluster; the controller manager's own identity may only list and watch.
         "--use-service-account-credentials=true".into(),
-        format!("--service-account-private-key-file={}", files.sa_key.display()),
+        format!(
+            "--service-account-private-key-file={}",
+            files.sa_key.display()
+        ),
         format!("--root-ca-file={}", files.ca.display()),
         "--leader-elect=false".into(),
         // No serving port: nothing scrapes it, and it saves a port and delegated auth lookups.
@@ -279,31 +327,59 @@ fn controller_manager_args(files: &Files, kubeconfig: &Path) -> Vec<String> {
 }
 
 /// Waits for `/readyz`, namespace `default`, and ServiceAccount `default/default` (which only
-/// the controller manager creates, so it proves that it runs). Returns the admin client config.
-async fn wait_ready(kubeconfig_path: &Path, processes: &mut [Process], deadline: Instant) -> Result<kube::Config, Error> {
-    let kubeconfig = Kubeconfig::read_from(kubeconfig_path)
-        .map_err(|source| Error::Kubeconfig { path: kubeconfig_path.to_path_buf(), source })?;
+/// the controller manager creates, so it proves that it runs). Returns the admin client config
+/// and when the API server was ready.
+async fn wait_ready(
+    kubeconfig_path: &Path,
+    processes: &mut [Process],
+    began: Instant,
+    deadline: Instant,
+) -> Result<(kube::Config, Duration), Error> {
+    let kubeconfig =
+        Kubeconfig::read_from(kubeconfig_path).map_err(|source| Error::Kubeconfig {
+            path: kubeconfig_path.to_path_buf(),
+            source,
+        })?;
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
-        .map_err(|source| Error::Kubeconfig { path: kubeconfig_path.to_path_buf(), source })?;
-    let client = Client::try_from(config.clone()).map_err(Error::kube("building the admin client"))?;
+        .map_err(|source| Error::Kubeconfig {
+            path: kubeconfig_path.to_path_buf(),
+            source,
+        })?;
+    let client =
+        Client::try_from(config.clone()).map_err(Error::kube("building the admin client"))?;
 
-    poll(processes, deadline, "kube-apiserver", "/readyz to answer ok", async || {
-        let request = http::Request::get("/readyz").body(Vec::new()).map_err(|e| e.to_string())?;
-        match client.request_text(request).await {
-            Ok(body) if body.trim() == "ok" => Ok(()),
-            Ok(body) => Err(body),
-            Err(err) => Err(err.to_string()),
-        }
-    })
+    poll(
+        processes,
+        deadline,
+        "kube-apiserver",
+        "/readyz to answer ok",
+        async || {
+            let request = http::Request::get("/readyz")
+                .body(Vec::new())
+                .map_err(|e| e.to_string())?;
+            match client.request_text(request).await {
+                Ok(body) if body.trim() == "ok" => Ok(()),
+                Ok(body) => Err(body),
+                Err(err) => Err(err.to_string()),
+            }
+        },
+    )
     .await?;
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    poll(processes, deadline, "kube-apiserver", "namespace default", async || match namespaces.get_opt("default").await {
-        Ok(Some(_)) => Ok(()),
-        Ok(None) => Err("not found".into()),
-        Err(err) => Err(err.to_string()),
-    })
+    poll(
+        processes,
+        deadline,
+        "kube-apiserver",
+        "namespace default",
+        async || match namespaces.get_opt("default").await {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err("not found".into()),
+            Err(err) => Err(err.to_string()),
+        },
+    )
     .await?;
+    let apiserver_ready = began.elapsed();
     let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), "default");
     poll(
         processes,
@@ -317,7 +393,7 @@ async fn wait_ready(kubeconfig_path: &Path, processes: &mut [Process], deadline:
         },
     )
     .await?;
-    Ok(config)
+    Ok((config, apiserver_ready))
 }
 
 /// Calls `check` every 50 ms until it succeeds. Fails early if any process exits, and at the
@@ -344,7 +420,10 @@ async fn poll(
                 "was not ready in time (waited for {what}; last answer: {last}; raise \
                  AZUREML_ATTACH_TESTENV_START_TIMEOUT on a slow machine)"
             );
-            let process = processes.iter().find(|p| p.name == blame).unwrap_or(&processes[0]);
+            let process = processes
+                .iter()
+                .find(|p| p.name == blame)
+                .unwrap_or(&processes[0]);
             return Err(process.failure(reason));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

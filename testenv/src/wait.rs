@@ -19,14 +19,21 @@ const INTERVAL: Duration = Duration::from_millis(100);
 /// .await?;
 /// # Ok(()) }
 /// ```
-pub async fn wait_for<T>(what: &str, timeout: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> Result<T, Error> {
+pub async fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    mut check: impl AsyncFnMut() -> Option<T>,
+) -> Result<T, Error> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(value) = check().await {
             return Ok(value);
         }
         if Instant::now() >= deadline {
-            return Err(Error::Timeout { what: what.to_string(), after: timeout });
+            return Err(Error::Timeout {
+                what: what.to_string(),
+                after: timeout,
+            });
         }
         tokio::time::sleep(INTERVAL).await;
     }

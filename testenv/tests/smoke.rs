@@ -82,15 +82,38 @@ async fn crd_cel_rule_refuses_an_invalid_object_with_its_message() {
     let ns = env.create_namespace("cel").await;
     let widgets = widgets(env, &ns).await;
 
-    widgets.create(&PostParams::default(), &widget("ok", 1, 3)).await.unwrap();
-    let status = api_error(widgets.create(&PostParams::default(), &widget("too-many", 5, 3)).await.unwrap_err());
+    widgets
+        .create(&PostParams::default(), &widget("ok", 1, 3))
+        .await
+        .unwrap();
+    let status = api_error(
+        widgets
+            .create(&PostParams::default(), &widget("too-many", 5, 3))
+            .await
+            .unwrap_err(),
+    );
     assert_eq!(status.code, 422, "{status:?}");
-    assert!(status.message.contains("replicas must not exceed maxReplicas"), "{status:?}");
+    assert!(
+        status
+            .message
+            .contains("replicas must not exceed maxReplicas"),
+        "{status:?}"
+    );
 
     // The rule also guards updates of an existing object.
     let patch = json!({"spec": {"replicas": 4}});
-    let status = api_error(widgets.patch("ok", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap_err());
-    assert!(status.message.contains("replicas must not exceed maxReplicas"), "{status:?}");
+    let status = api_error(
+        widgets
+            .patch("ok", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap_err(),
+    );
+    assert!(
+        status
+            .message
+            .contains("replicas must not exceed maxReplicas"),
+        "{status:?}"
+    );
 }
 
 #[tokio::test]
@@ -100,32 +123,49 @@ async fn finalizer_holds_deletion_and_status_is_written_separately_from_spec() {
     let widgets = widgets(env, &ns).await;
     let mut object = widget("held", 1, 2);
     object.metadata.finalizers = Some(vec!["smoke.testenv.io/hold".into()]);
-    let created = widgets.create(&PostParams::default(), &object).await.unwrap();
+    let created = widgets
+        .create(&PostParams::default(), &object)
+        .await
+        .unwrap();
     let generation = created.metadata.generation;
 
     // Through the status subresource only status changes, and the generation stays.
     let both = json!({"spec": {"replicas": 2}, "status": {"phase": "Ready"}});
-    let after = widgets.patch_status("held", &PatchParams::default(), &Patch::Merge(&both)).await.unwrap();
+    let after = widgets
+        .patch_status("held", &PatchParams::default(), &Patch::Merge(&both))
+        .await
+        .unwrap();
     assert_eq!(after.data["status"]["phase"], "Ready");
     assert_eq!(after.data["spec"]["replicas"], 1);
     assert_eq!(after.metadata.generation, generation);
     // Through the main resource only spec changes, and the generation moves.
     let both = json!({"spec": {"replicas": 2}, "status": {"phase": "Overwritten"}});
-    let after = widgets.patch("held", &PatchParams::default(), &Patch::Merge(&both)).await.unwrap();
+    let after = widgets
+        .patch("held", &PatchParams::default(), &Patch::Merge(&both))
+        .await
+        .unwrap();
     assert_eq!(after.data["status"]["phase"], "Ready");
     assert_eq!(after.data["spec"]["replicas"], 2);
     assert!(after.metadata.generation > generation);
 
     // Deletion only marks the object while the finalizer is there.
-    widgets.delete("held", &DeleteParams::default()).await.unwrap();
+    widgets
+        .delete("held", &DeleteParams::default())
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let marked = widgets.get("held").await.unwrap();
     assert!(marked.metadata.deletion_timestamp.is_some());
     let remove = json!({"metadata": {"finalizers": null}});
-    widgets.patch("held", &PatchParams::default(), &Patch::Merge(&remove)).await.unwrap();
-    wait_for("the widget to be gone", WAIT, async || matches!(widgets.get_opt("held").await, Ok(None)).then_some(()))
+    widgets
+        .patch("held", &PatchParams::default(), &Patch::Merge(&remove))
         .await
         .unwrap();
+    wait_for("the widget to be gone", WAIT, async || {
+        matches!(widgets.get_opt("held").await, Ok(None)).then_some(())
+    })
+    .await
+    .unwrap();
 }
 
 #[tokio::test]
@@ -136,7 +176,10 @@ async fn garbage_collector_deletes_a_secret_whose_owner_is_deleted() {
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
     let secrets: Api<Secret> = Api::namespaced(client, &ns);
     let owner = config_maps
-        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "owner"}})).unwrap())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "owner"}})).unwrap(),
+        )
         .await
         .unwrap();
     let owned = |name: &str| -> Secret {
@@ -149,11 +192,21 @@ async fn garbage_collector_deletes_a_secret_whose_owner_is_deleted() {
         }))
         .unwrap()
     };
-    secrets.create(&PostParams::default(), &owned("child")).await.unwrap();
-    let bystander: Secret = serde_json::from_value(json!({"metadata": {"name": "bystander"}})).unwrap();
-    secrets.create(&PostParams::default(), &bystander).await.unwrap();
+    secrets
+        .create(&PostParams::default(), &owned("child"))
+        .await
+        .unwrap();
+    let bystander: Secret =
+        serde_json::from_value(json!({"metadata": {"name": "bystander"}})).unwrap();
+    secrets
+        .create(&PostParams::default(), &bystander)
+        .await
+        .unwrap();
 
-    config_maps.delete("owner", &DeleteParams::default()).await.unwrap();
+    config_maps
+        .delete("owner", &DeleteParams::default())
+        .await
+        .unwrap();
     wait_for("the owned secret to be collected", WAIT, async || {
         matches!(secrets.get_opt("child").await, Ok(None)).then_some(())
     })
@@ -167,16 +220,27 @@ async fn namespace_is_deleted_to_completion() {
     let env = TestEnv::global();
     let ns = env.create_namespace("doomed").await;
     let widgets = widgets(env, &ns).await;
-    widgets.create(&PostParams::default(), &widget("w", 1, 1)).await.unwrap();
-    let config_maps: Api<ConfigMap> = Api::namespaced(env.client(), &ns);
-    let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "cm"}})).unwrap();
-    config_maps.create(&PostParams::default(), &cm).await.unwrap();
-
-    let namespaces: Api<Namespace> = Api::all(env.client());
-    namespaces.delete(&ns, &DeleteParams::default()).await.unwrap();
-    wait_for("the namespace to be gone", WAIT, async || matches!(namespaces.get_opt(&ns).await, Ok(None)).then_some(()))
+    widgets
+        .create(&PostParams::default(), &widget("w", 1, 1))
         .await
         .unwrap();
+    let config_maps: Api<ConfigMap> = Api::namespaced(env.client(), &ns);
+    let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "cm"}})).unwrap();
+    config_maps
+        .create(&PostParams::default(), &cm)
+        .await
+        .unwrap();
+
+    let namespaces: Api<Namespace> = Api::all(env.client());
+    namespaces
+        .delete(&ns, &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for("the namespace to be gone", WAIT, async || {
+        matches!(namespaces.get_opt(&ns).await, Ok(None)).then_some(())
+    })
+    .await
+    .unwrap();
     // Its contents went with it, custom resources included.
     assert!(widgets.get_opt("w").await.unwrap().is_none());
 }
@@ -214,12 +278,30 @@ subjects:
     env.apply_yaml(Some(&other), secret).await.unwrap();
 
     let reader = env.service_account_client(&ns, "reader").await;
-    let own = Api::<Secret>::namespaced(reader.clone(), &ns).get("s").await.unwrap();
+    let own = Api::<Secret>::namespaced(reader.clone(), &ns)
+        .get("s")
+        .await
+        .unwrap();
     assert_eq!(own.data.unwrap()["k"].0, b"v");
-    let status = api_error(Api::<Secret>::namespaced(reader.clone(), &other).get("s").await.unwrap_err());
+    let status = api_error(
+        Api::<Secret>::namespaced(reader.clone(), &other)
+            .get("s")
+            .await
+            .unwrap_err(),
+    );
     assert!(status.is_forbidden(), "{status:?}");
-    assert!(status.message.contains(&format!("system:serviceaccount:{ns}:reader")), "{status:?}");
-    let status = api_error(Api::<ConfigMap>::namespaced(reader, &ns).list(&Default::default()).await.unwrap_err());
+    assert!(
+        status
+            .message
+            .contains(&format!("system:serviceaccount:{ns}:reader")),
+        "{status:?}"
+    );
+    let status = api_error(
+        Api::<ConfigMap>::namespaced(reader, &ns)
+            .list(&Default::default())
+            .await
+            .unwrap_err(),
+    );
     assert!(status.is_forbidden(), "{status:?}");
 }
 
@@ -227,13 +309,27 @@ subjects:
 async fn service_account_token_carries_the_workload_identity_claims() {
     let env = TestEnv::global();
     let ns = env.create_namespace("token").await;
-    env.apply_yaml(Some(&ns), "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: app}\n").await.unwrap();
+    env.apply_yaml(
+        Some(&ns),
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: app}\n",
+    )
+    .await
+    .unwrap();
     let token = env
-        .service_account_token(&ns, "app", &["api://AzureADTokenExchange"], Duration::from_secs(3600))
+        .service_account_token(
+            &ns,
+            "app",
+            &["api://AzureADTokenExchange"],
+            Duration::from_secs(3600),
+        )
         .await;
     let payload = token.split('.').nth(1).unwrap();
-    let claims: serde_json::Value =
-        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(claims["iss"], testenv::SERVICE_ACCOUNT_ISSUER);
     assert_eq!(claims["sub"], format!("system:serviceaccount:{ns}:app"));
     assert_eq!(claims["aud"], json!(["api://AzureADTokenExchange"]));
@@ -245,14 +341,36 @@ async fn service_account_token_carries_the_workload_identity_claims() {
 async fn kubectl_and_helm_talk_to_the_control_plane() {
     let env = TestEnv::global();
     let ns = env.create_namespace("cli").await;
-    let out = env.kubectl().args(["get", "namespace", &ns, "-o", "name"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("namespace/{ns}"));
-    let out = env.helm().args(["list", "--namespace", &ns, "--output", "json"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = env
+        .kubectl()
+        .args(["get", "namespace", &ns, "-o", "name"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("namespace/{ns}")
+    );
+    let out = env
+        .helm()
+        .args(["list", "--namespace", &ns, "--output", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "[]");
     // Clients made in this test's runtime work; the admin is the admin.
     let client: Client = env.client();
     let who = client.apiserver_version().await.unwrap();
-    assert_eq!(format!("v{}.{}", who.major, who.minor), env.versions().kubernetes.rsplit_once('.').unwrap().0);
+    assert_eq!(
+        format!("v{}.{}", who.major, who.minor),
+        env.versions().kubernetes.rsplit_once('.').unwrap().0
+    );
 }

@@ -1,0 +1,1 @@
+//! One test per reconcile rule (DESIGN §3).

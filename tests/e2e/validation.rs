@@ -1,0 +1,1 @@
+//! Bad manifests are refused by the API server with a readable message.
