@@ -174,6 +174,10 @@ pub struct PendingOperation {
     /// When the operation started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<Time>,
+    /// Not polled before this time (Azure's Retry-After, or the default interval), so that
+    /// unrelated events do not cause extra polls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_poll_at: Option<Time>,
 }
 
 /// Observed state of a compute target. Everything the reconciler needs to resume after a

@@ -25,8 +25,8 @@ use url::Url;
 use super::cloud::{AzureConfig, CloudEndpoints};
 use super::error::ArmError;
 use super::models::{
-    ComputeResource, ComputeSecrets, OperationState, OperationStatus, PaginatedComputeResourcesList,
-    Workspace,
+    ComputeResource, ComputeSecrets, OperationState, OperationStatus,
+    PaginatedComputeResourcesList, Workspace,
 };
 use super::throttle::{OpClass, Throttle};
 use crate::ops::metrics::Metrics;
@@ -105,7 +105,11 @@ impl WorkspaceRef {
 
 impl fmt::Display for WorkspaceRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}/{}", self.subscription_id, self.resource_group, self.workspace_name)
+        write!(
+            f,
+            "{}/{}/{}",
+            self.subscription_id, self.resource_group, self.workspace_name
+        )
     }
 }
 
@@ -209,7 +213,15 @@ impl ArmClient {
     /// GET the workspace (404 → [`ArmError::NotFound`]).
     pub async fn get_workspace(&self, ws: &WorkspaceRef) -> Result<Workspace, ArmError> {
         let url = self.url(ws, &[], &[]);
-        let resp = self.execute(op::WORKSPACE_GET, Method::GET, url, &ws.subscription_id, None).await?;
+        let resp = self
+            .execute(
+                op::WORKSPACE_GET,
+                Method::GET,
+                url,
+                &ws.subscription_id,
+                None,
+            )
+            .await?;
         decode(op::WORKSPACE_GET, &resp.body)
     }
 
@@ -218,7 +230,9 @@ impl ArmClient {
         let mut url = self.url(ws, &["computes"], &[]);
         let mut all = Vec::new();
         for _ in 0..MAX_PAGES {
-            let resp = self.execute(op::LIST, Method::GET, url, &ws.subscription_id, None).await?;
+            let resp = self
+                .execute(op::LIST, Method::GET, url, &ws.subscription_id, None)
+                .await?;
             let page: PaginatedComputeResourcesList = decode(op::LIST, &resp.body)?;
             all.extend(page.value);
             match page.next_link.filter(|l| !l.is_empty()) {
@@ -232,9 +246,16 @@ impl ArmClient {
     }
 
     /// GET one compute; `None` on 404.
-    pub async fn get_compute(&self, ws: &WorkspaceRef, name: &str) -> Result<Option<ComputeResource>, ArmError> {
+    pub async fn get_compute(
+        &self,
+        ws: &WorkspaceRef,
+        name: &str,
+    ) -> Result<Option<ComputeResource>, ArmError> {
         let url = self.url(ws, &["computes", name], &[]);
-        match self.execute(op::GET, Method::GET, url, &ws.subscription_id, None).await {
+        match self
+            .execute(op::GET, Method::GET, url, &ws.subscription_id, None)
+            .await
+        {
             Ok(resp) => decode(op::GET, &resp.body).map(Some),
             Err(ArmError::NotFound { .. }) => Ok(None),
             Err(e) => Err(e),
@@ -242,13 +263,20 @@ impl ArmClient {
     }
 
     /// PUT (attach or update) a compute. The body may carry secrets; it is never logged.
-    pub async fn put_compute(&self, ws: &WorkspaceRef, name: &str, resource: &ComputeResource) -> Result<Lro, ArmError> {
+    pub async fn put_compute(
+        &self,
+        ws: &WorkspaceRef,
+        name: &str,
+        resource: &ComputeResource,
+    ) -> Result<Lro, ArmError> {
         let url = self.url(ws, &["computes", name], &[]);
         let body = serde_json::to_vec(resource).map_err(|source| ArmError::Decode {
             operation: op::PUT,
             source,
         })?;
-        let resp = self.execute(op::PUT, Method::PUT, url, &ws.subscription_id, Some(body)).await?;
+        let resp = self
+            .execute(op::PUT, Method::PUT, url, &ws.subscription_id, Some(body))
+            .await?;
         let resource: Option<ComputeResource> = if resp.body.iter().all(u8::is_ascii_whitespace) {
             None
         } else {
@@ -272,13 +300,22 @@ impl ArmClient {
 
     /// Detach a compute: `DELETE …?underlyingResourceAction=Detach`. The underlying resource
     /// is never deleted; there is no way to ask for that through this client.
-    pub async fn detach_compute(&self, ws: &WorkspaceRef, name: &str) -> Result<DetachOutcome, ArmError> {
+    pub async fn detach_compute(
+        &self,
+        ws: &WorkspaceRef,
+        name: &str,
+    ) -> Result<DetachOutcome, ArmError> {
         let url = self.url(
             ws,
             &["computes", name],
-            &[("underlyingResourceAction", UNDERLYING_RESOURCE_ACTION_DETACH)],
+            &[(
+                "underlyingResourceAction",
+                UNDERLYING_RESOURCE_ACTION_DETACH,
+            )],
         );
-        let resp = self.execute(op::DELETE, Method::DELETE, url, &ws.subscription_id, None).await?;
+        let resp = self
+            .execute(op::DELETE, Method::DELETE, url, &ws.subscription_id, None)
+            .await?;
         Ok(match resp.status {
             StatusCode::NO_CONTENT => DetachOutcome::Absent,
             StatusCode::ACCEPTED | StatusCode::CREATED => DetachOutcome::InProgress {
@@ -290,10 +327,20 @@ impl ArmClient {
     }
 
     /// POST listKeys: the compute's secrets.
-    pub async fn list_keys(&self, ws: &WorkspaceRef, name: &str) -> Result<ComputeSecrets, ArmError> {
+    pub async fn list_keys(
+        &self,
+        ws: &WorkspaceRef,
+        name: &str,
+    ) -> Result<ComputeSecrets, ArmError> {
         let url = self.url(ws, &["computes", name, "listKeys"], &[]);
         let resp = self
-            .execute(op::LIST_KEYS, Method::POST, url, &ws.subscription_id, Some(Vec::new()))
+            .execute(
+                op::LIST_KEYS,
+                Method::POST,
+                url,
+                &ws.subscription_id,
+                Some(Vec::new()),
+            )
             .await?;
         decode(op::LIST_KEYS, &resp.body)
     }
@@ -306,7 +353,9 @@ impl ArmClient {
     pub async fn poll_operation(&self, operation_url: &str) -> Result<OperationStatus, ArmError> {
         let url = self.same_origin_url(operation_url, false)?;
         let subscription = subscription_of(&url).unwrap_or_default();
-        let resp = self.execute(op::POLL, Method::GET, url, &subscription, None).await?;
+        let resp = self
+            .execute(op::POLL, Method::GET, url, &subscription, None)
+            .await?;
         let retry_after = retry_after(&resp.headers);
         let mut status = match resp.status {
             StatusCode::ACCEPTED => OperationStatus::with_state(OperationState::InProgress),
@@ -349,13 +398,18 @@ impl ArmClient {
                 reason: format!(
                     "origin {} differs from the ARM endpoint {}",
                     url.origin().ascii_serialization(),
-                    self.inner.endpoints.arm_endpoint.origin().ascii_serialization()
+                    self.inner
+                        .endpoints
+                        .arm_endpoint
+                        .origin()
+                        .ascii_serialization()
                 ),
             });
         }
         let mut url = url;
         if add_api_version && !url.query_pairs().any(|(k, _)| k == "api-version") {
-            url.query_pairs_mut().append_pair("api-version", &self.inner.api_version);
+            url.query_pairs_mut()
+                .append_pair("api-version", &self.inner.api_version);
         }
         Ok(url)
     }
@@ -363,7 +417,8 @@ impl ArmClient {
     /// The async-operation URL of a 201/202: `Azure-AsyncOperation`, else `Location`; only if
     /// it is on the ARM endpoint (otherwise the caller falls back to polling with GET).
     fn operation_url(&self, headers: &HeaderMap) -> Option<String> {
-        let raw = header_str(headers, "azure-asyncoperation").or_else(|| header_str(headers, "location"))?;
+        let raw = header_str(headers, "azure-asyncoperation")
+            .or_else(|| header_str(headers, "location"))?;
         match self.same_origin_url(raw, false) {
             Ok(url) => Some(url.to_string()),
             Err(err) => {
@@ -388,18 +443,36 @@ impl ArmClient {
             _ => OpClass::Write,
         };
         if class == OpClass::Read {
-            let attempt = || self.send_once(operation, method.clone(), url.clone(), subscription, class, None);
+            let attempt = || {
+                self.send_once(
+                    operation,
+                    method.clone(),
+                    url.clone(),
+                    subscription,
+                    class,
+                    None,
+                )
+            };
             attempt
-                .retry(ConstantBuilder::new().with_delay(GET_RETRY_DELAY).with_max_times(1))
+                .retry(
+                    ConstantBuilder::new()
+                        .with_delay(GET_RETRY_DELAY)
+                        .with_max_times(1),
+                )
                 .when(|e: &ArmError| {
                     matches!(
                         e,
-                        ArmError::Transport { .. } | ArmError::Server { retry_after: None, .. }
+                        ArmError::Transport { .. }
+                            | ArmError::Server {
+                                retry_after: None,
+                                ..
+                            }
                     )
                 })
                 .await
         } else {
-            self.send_once(operation, method, url, subscription, class, body).await
+            self.send_once(operation, method, url, subscription, class, body)
+                .await
         }
     }
 
@@ -414,17 +487,21 @@ impl ArmClient {
     ) -> Result<RawResponse, ArmError> {
         let inner = &self.inner;
         let max_wait = inner.throttle.config().max_wait;
-        let waited = match inner.throttle.reserve_within_at(subscription, class, max_wait, Instant::now()) {
-            Ok(wait) => wait,
-            Err(wait) => {
-                self.record_throttled(class);
-                return Err(ArmError::Throttled {
-                    operation,
-                    retry_after: wait,
-                    client_side: true,
-                });
-            }
-        };
+        let waited =
+            match inner
+                .throttle
+                .reserve_within_at(subscription, class, max_wait, Instant::now())
+            {
+                Ok(wait) => wait,
+                Err(wait) => {
+                    self.record_throttled(class);
+                    return Err(ArmError::Throttled {
+                        operation,
+                        retry_after: wait,
+                        client_side: true,
+                    });
+                }
+            };
         if !waited.is_zero() {
             tokio::time::sleep(waited).await;
         }
@@ -434,15 +511,16 @@ impl ArmClient {
             .get_token(&[inner.scope.as_str()], None)
             .await
             .map_err(|source| ArmError::Credential { operation, source })?;
-        let mut auth = HeaderValue::from_str(&format!("Bearer {}", token.token.secret())).map_err(|_| {
-            ArmError::Credential {
-                operation,
-                source: azure_core::Error::with_message(
-                    azure_core::error::ErrorKind::Credential,
-                    "the access token is not a valid header value",
-                ),
-            }
-        })?;
+        let mut auth =
+            HeaderValue::from_str(&format!("Bearer {}", token.token.secret())).map_err(|_| {
+                ArmError::Credential {
+                    operation,
+                    source: azure_core::Error::with_message(
+                        azure_core::error::ErrorKind::Credential,
+                        "the access token is not a valid header value",
+                    ),
+                }
+            })?;
         auth.set_sensitive(true);
 
         let mut request = inner
@@ -451,7 +529,9 @@ impl ArmClient {
             .header(header::AUTHORIZATION, auth)
             .header(header::ACCEPT, "application/json");
         if let Some(body) = body {
-            request = request.header(header::CONTENT_TYPE, "application/json").body(body);
+            request = request
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(body);
         }
 
         let started = Instant::now();
@@ -462,7 +542,10 @@ impl ArmClient {
                 // Strip the URL: signed operation URLs carry signatures.
                 let e = e.without_url();
                 tracing::debug!(operation, %method, error = %e, "ARM request failed");
-                return Err(ArmError::Transport { operation, source: e });
+                return Err(ArmError::Transport {
+                    operation,
+                    source: e,
+                });
             }
         };
         let status = response.status();
@@ -490,12 +573,18 @@ impl ArmClient {
         );
 
         if status.is_success() {
-            return Ok(RawResponse { status, headers, body });
+            return Ok(RawResponse {
+                status,
+                headers,
+                body,
+            });
         }
         let retry_after = retry_after(&headers);
         let err = ArmError::from_status(operation, status.as_u16(), &body, retry_after);
         if let ArmError::Throttled { retry_after, .. } = &err {
-            inner.throttle.on_throttled(subscription, class, *retry_after);
+            inner
+                .throttle
+                .on_throttled(subscription, class, *retry_after);
             self.record_throttled(class);
         }
         Err(err)
@@ -536,7 +625,11 @@ fn parse_operation_body(body: &[u8]) -> Result<OperationStatus, ArmError> {
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty())
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
 }
 
 /// `Retry-After` in seconds (ARM never sends the HTTP-date form), capped.
@@ -570,8 +663,15 @@ mod tests {
 
     #[async_trait::async_trait]
     impl TokenCredential for NoCredential {
-        async fn get_token(&self, _: &[&str], _: Option<TokenRequestOptions<'_>>) -> azure_core::Result<AccessToken> {
-            Err(azure_core::Error::with_message(azure_core::error::ErrorKind::Credential, "none"))
+        async fn get_token(
+            &self,
+            _: &[&str],
+            _: Option<TokenRequestOptions<'_>>,
+        ) -> azure_core::Result<AccessToken> {
+            Err(azure_core::Error::with_message(
+                azure_core::error::ErrorKind::Credential,
+                "none",
+            ))
         }
     }
 
@@ -589,17 +689,30 @@ mod tests {
             None,
         )
         .unwrap();
-        ArmClient::new(&config, Arc::new(NoCredential), Arc::new(Throttle::default()), None)
+        ArmClient::new(
+            &config,
+            Arc::new(NoCredential),
+            Arc::new(Throttle::default()),
+            None,
+        )
     }
 
     fn ws() -> WorkspaceRef {
-        WorkspaceRef::new("00000000-0000-0000-0000-000000000000", "ml-rg", "prod-workspace")
+        WorkspaceRef::new(
+            "00000000-0000-0000-0000-000000000000",
+            "ml-rg",
+            "prod-workspace",
+        )
     }
 
     #[test]
     fn urls_are_built_from_the_endpoint() {
         let c = client("https://127.0.0.1:8443");
-        let url = c.url(&ws(), &["computes", "gpu-dsvm"], &[("underlyingResourceAction", "Detach")]);
+        let url = c.url(
+            &ws(),
+            &["computes", "gpu-dsvm"],
+            &[("underlyingResourceAction", "Detach")],
+        );
         assert_eq!(
             url.as_str(),
             "https://127.0.0.1:8443/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/ml-rg/providers/Microsoft.MachineLearningServices/workspaces/prod-workspace/computes/gpu-dsvm?api-version=2026-07-01&underlyingResourceAction=Detach"
@@ -609,7 +722,10 @@ mod tests {
         let url = c.url(&ws(), &["computes", "a/b"], &[]);
         assert!(url.path().starts_with("/prefix/subscriptions/"), "{url}");
         assert!(url.path().ends_with("/computes/a%2Fb"), "{url}");
-        assert_eq!(ws().compute_id("x"), format!("{}/computes/x", ws().arm_id()));
+        assert_eq!(
+            ws().compute_id("x"),
+            format!("{}/computes/x", ws().arm_id())
+        );
     }
 
     #[test]
@@ -630,7 +746,9 @@ mod tests {
             .unwrap();
         assert_eq!(subscription_of(&ok).as_deref(), Some("s"));
         // nextLinks without an api-version get ours.
-        let next = c.same_origin_url("https://127.0.0.1:8443/x?$skip=abc", true).unwrap();
+        let next = c
+            .same_origin_url("https://127.0.0.1:8443/x?$skip=abc", true)
+            .unwrap();
         assert!(next.query().unwrap().contains("api-version=2026-07-01"));
     }
 
@@ -638,11 +756,26 @@ mod tests {
     fn operation_urls_prefer_azure_async_operation() {
         let c = client("https://127.0.0.1:8443");
         let mut headers = HeaderMap::new();
-        headers.insert("location", HeaderValue::from_static("https://127.0.0.1:8443/loc"));
-        assert_eq!(c.operation_url(&headers).as_deref(), Some("https://127.0.0.1:8443/loc"));
-        headers.insert("azure-asyncoperation", HeaderValue::from_static("https://127.0.0.1:8443/async"));
-        assert_eq!(c.operation_url(&headers).as_deref(), Some("https://127.0.0.1:8443/async"));
-        headers.insert("azure-asyncoperation", HeaderValue::from_static("https://elsewhere/async"));
+        headers.insert(
+            "location",
+            HeaderValue::from_static("https://127.0.0.1:8443/loc"),
+        );
+        assert_eq!(
+            c.operation_url(&headers).as_deref(),
+            Some("https://127.0.0.1:8443/loc")
+        );
+        headers.insert(
+            "azure-asyncoperation",
+            HeaderValue::from_static("https://127.0.0.1:8443/async"),
+        );
+        assert_eq!(
+            c.operation_url(&headers).as_deref(),
+            Some("https://127.0.0.1:8443/async")
+        );
+        headers.insert(
+            "azure-asyncoperation",
+            HeaderValue::from_static("https://elsewhere/async"),
+        );
         assert_eq!(c.operation_url(&headers), None);
     }
 
@@ -654,15 +787,23 @@ mod tests {
         assert_eq!(retry_after(&headers), Some(Duration::from_secs(15)));
         headers.insert("retry-after", HeaderValue::from_static("999999"));
         assert_eq!(retry_after(&headers), Some(MAX_RETRY_AFTER));
-        headers.insert("retry-after", HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"));
+        headers.insert(
+            "retry-after",
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
         assert_eq!(retry_after(&headers), None);
     }
 
     #[test]
     fn operation_bodies() {
-        assert_eq!(parse_operation_body(b"").unwrap().status, OperationState::Succeeded);
         assert_eq!(
-            parse_operation_body(br#"{"status":"InProgress"}"#).unwrap().status,
+            parse_operation_body(b"").unwrap().status,
+            OperationState::Succeeded
+        );
+        assert_eq!(
+            parse_operation_body(br#"{"status":"InProgress"}"#)
+                .unwrap()
+                .status,
             OperationState::InProgress
         );
         assert_eq!(

@@ -268,7 +268,10 @@ impl AzureConfig {
     }
 
     /// Like [`AzureConfig::load`] with the CA bundle given as PEM bytes (tests, in-memory CAs).
-    pub fn from_parts(options: AzureOptions, extra_ca_pem: Option<&[u8]>) -> Result<Self, ConfigError> {
+    pub fn from_parts(
+        options: AzureOptions,
+        extra_ca_pem: Option<&[u8]>,
+    ) -> Result<Self, ConfigError> {
         let endpoints = CloudEndpoints::resolve(options.cloud, &options.overrides)?;
         let api_version = validate_api_version(options.api_version.as_deref())?;
         options.throttle.validate()?;
@@ -329,7 +332,9 @@ fn build_http_client(extra_roots: &[reqwest::Certificate]) -> Result<reqwest::Cl
     if !extra_roots.is_empty() {
         builder = builder.tls_certs_merge(extra_roots.iter().cloned());
     }
-    builder.build().map_err(|e| ConfigError::HttpClient(e.without_url()))
+    builder
+        .build()
+        .map_err(|e| ConfigError::HttpClient(e.without_url()))
 }
 
 fn read_ca_file(path: &Path) -> Result<Vec<u8>, ConfigError> {
@@ -361,11 +366,13 @@ fn validate_api_version(raw: Option<&str>) -> Result<String, ConfigError> {
             4 | 7 => *b == b'-',
             _ => b.is_ascii_digit(),
         });
-    let suffix_ok = bytes.len() == 10
-        || (bytes[10] == b'-'
-            && bytes.len() > 11
-            && bytes[11..].iter().all(|b| b.is_ascii_alphanumeric()));
-    if date_ok && suffix_ok {
+    let suffix_ok = || {
+        bytes.len() == 10
+            || (bytes[10] == b'-'
+                && bytes.len() > 11
+                && bytes[11..].iter().all(|b| b.is_ascii_alphanumeric()))
+    };
+    if date_ok && suffix_ok() {
         Ok(version.to_string())
     } else {
         Err(ConfigError::InvalidApiVersion(version.to_string()))
@@ -445,30 +452,49 @@ mod tests {
 
     #[test]
     fn named_clouds_resolve_to_their_endpoints() {
-        let public = CloudEndpoints::resolve(Cloud::AzurePublic, &EndpointOverrides::default()).unwrap();
-        assert_eq!(public.arm_endpoint.as_str(), "https://management.azure.com/");
+        let public =
+            CloudEndpoints::resolve(Cloud::AzurePublic, &EndpointOverrides::default()).unwrap();
+        assert_eq!(
+            public.arm_endpoint.as_str(),
+            "https://management.azure.com/"
+        );
         assert_eq!(public.arm_scope(), "https://management.azure.com/.default");
-        assert_eq!(public.authority_host_str(), "https://login.microsoftonline.com");
+        assert_eq!(
+            public.authority_host_str(),
+            "https://login.microsoftonline.com"
+        );
 
-        let china = CloudEndpoints::resolve(Cloud::AzureChina, &EndpointOverrides::default()).unwrap();
-        assert_eq!(china.arm_scope(), "https://management.chinacloudapi.cn/.default");
+        let china =
+            CloudEndpoints::resolve(Cloud::AzureChina, &EndpointOverrides::default()).unwrap();
+        assert_eq!(
+            china.arm_scope(),
+            "https://management.chinacloudapi.cn/.default"
+        );
         assert_eq!(china.authority_host_str(), "https://login.chinacloudapi.cn");
 
-        let gov = CloudEndpoints::resolve(Cloud::AzureUSGovernment, &EndpointOverrides::default()).unwrap();
-        assert_eq!(gov.arm_endpoint.as_str(), "https://management.usgovcloudapi.net/");
+        let gov = CloudEndpoints::resolve(Cloud::AzureUSGovernment, &EndpointOverrides::default())
+            .unwrap();
+        assert_eq!(
+            gov.arm_endpoint.as_str(),
+            "https://management.usgovcloudapi.net/"
+        );
         assert_eq!(gov.authority_host_str(), "https://login.microsoftonline.us");
     }
 
     #[test]
     fn custom_cloud_requires_endpoints() {
-        let err = CloudEndpoints::resolve(Cloud::Custom, &EndpointOverrides::default()).unwrap_err();
+        let err =
+            CloudEndpoints::resolve(Cloud::Custom, &EndpointOverrides::default()).unwrap_err();
         assert!(matches!(err, ConfigError::MissingEndpoint("arm endpoint")));
         let only_arm = EndpointOverrides {
             arm_endpoint: Some("https://127.0.0.1:8443".into()),
             ..Default::default()
         };
         let err = CloudEndpoints::resolve(Cloud::Custom, &only_arm).unwrap_err();
-        assert!(matches!(err, ConfigError::MissingEndpoint("authority host")));
+        assert!(matches!(
+            err,
+            ConfigError::MissingEndpoint("authority host")
+        ));
     }
 
     #[test]
@@ -506,28 +532,47 @@ mod tests {
             &custom("http://127.0.0.1:8080", "https://login.local"),
         )
         .unwrap_err();
-        assert!(matches!(err, ConfigError::NotHttps { what: "arm endpoint", .. }));
+        assert!(matches!(
+            err,
+            ConfigError::NotHttps {
+                what: "arm endpoint",
+                ..
+            }
+        ));
         let err = CloudEndpoints::resolve(
             Cloud::Custom,
             &custom("https://arm.local", "http://login.local"),
         )
         .unwrap_err();
-        assert!(matches!(err, ConfigError::NotHttps { what: "authority host", .. }));
+        assert!(matches!(
+            err,
+            ConfigError::NotHttps {
+                what: "authority host",
+                ..
+            }
+        ));
         let err = CloudEndpoints::resolve(
             Cloud::Custom,
             &custom("https://arm.local?x=1", "https://login.local"),
         )
         .unwrap_err();
         assert!(matches!(err, ConfigError::NotABaseUrl { .. }));
-        let err = CloudEndpoints::resolve(Cloud::Custom, &custom("not a url", "https://l")).unwrap_err();
+        let err =
+            CloudEndpoints::resolve(Cloud::Custom, &custom("not a url", "https://l")).unwrap_err();
         assert!(matches!(err, ConfigError::InvalidUrl { .. }));
     }
 
     #[test]
     fn cloud_names_parse_case_insensitively() {
         assert_eq!("azurepublic".parse::<Cloud>().unwrap(), Cloud::AzurePublic);
-        assert_eq!("AzureChinaCloud".parse::<Cloud>().unwrap(), Cloud::AzureChina);
-        assert_eq!("AzureUSGovernment".parse::<Cloud>().unwrap(), Cloud::AzureUSGovernment);
+        assert_eq!(
+            "AzureChinaCloud".parse::<Cloud>().unwrap(),
+            Cloud::AzureChina
+        );
+        assert_eq!(
+            "AzureUSGovernment".parse::<Cloud>().unwrap(),
+            Cloud::AzureUSGovernment
+        );
         assert_eq!("Custom".parse::<Cloud>().unwrap(), Cloud::Custom);
         assert!("Mars".parse::<Cloud>().is_err());
         for cloud in Cloud::ALL {
@@ -538,12 +583,22 @@ mod tests {
     #[test]
     fn api_versions_are_validated() {
         assert_eq!(validate_api_version(None).unwrap(), DEFAULT_API_VERSION);
-        assert_eq!(validate_api_version(Some("2025-12-01")).unwrap(), "2025-12-01");
+        assert_eq!(
+            validate_api_version(Some("2025-12-01")).unwrap(),
+            "2025-12-01"
+        );
         assert_eq!(
             validate_api_version(Some("2022-10-01-preview")).unwrap(),
             "2022-10-01-preview"
         );
-        for bad in ["", "2025-12", "2025/12/01", "2025-12-01-", "latest", "2025-12-01-pre view"] {
+        for bad in [
+            "",
+            "2025-12",
+            "2025/12/01",
+            "2025-12-01-",
+            "latest",
+            "2025-12-01-pre view",
+        ] {
             assert!(validate_api_version(Some(bad)).is_err(), "{bad}");
         }
     }

@@ -187,10 +187,14 @@ impl CredentialFactory {
                 self.workload_identity(None, None, options)
             }
             CredentialSpec::OperatorDefault => managed_identity(None, options),
-            CredentialSpec::WorkloadIdentity { tenant_id, client_id } => {
-                self.workload_identity(tenant_id.clone(), client_id.clone(), options)
-            }
-            CredentialSpec::ClientSecret { tenant_id, client_id } => {
+            CredentialSpec::WorkloadIdentity {
+                tenant_id,
+                client_id,
+            } => self.workload_identity(tenant_id.clone(), client_id.clone(), options),
+            CredentialSpec::ClientSecret {
+                tenant_id,
+                client_id,
+            } => {
                 let secret = client_secret
                     .filter(|s| !s.expose_secret().is_empty())
                     .ok_or(CredentialError::MissingClientSecret)?;
@@ -234,15 +238,17 @@ impl CredentialFactory {
         // Resolve from our snapshot of the environment so azure_identity never reads it.
         let tenant_id = tenant_id
             .or_else(|| self.workload.tenant_id.clone())
-            .ok_or(CredentialError::MissingWorkloadIdentitySetting(ENV_TENANT_ID))?;
+            .ok_or(CredentialError::MissingWorkloadIdentitySetting(
+                ENV_TENANT_ID,
+            ))?;
         let client_id = client_id
             .or_else(|| self.workload.client_id.clone())
-            .ok_or(CredentialError::MissingWorkloadIdentitySetting(ENV_CLIENT_ID))?;
-        let token_file = self
-            .workload
-            .token_file
-            .clone()
-            .ok_or(CredentialError::MissingWorkloadIdentitySetting(ENV_FEDERATED_TOKEN_FILE))?;
+            .ok_or(CredentialError::MissingWorkloadIdentitySetting(
+                ENV_CLIENT_ID,
+            ))?;
+        let token_file = self.workload.token_file.clone().ok_or(
+            CredentialError::MissingWorkloadIdentitySetting(ENV_FEDERATED_TOKEN_FILE),
+        )?;
         let credential = WorkloadIdentityCredential::new(Some(WorkloadIdentityCredentialOptions {
             credential_options: ClientAssertionCredentialOptions {
                 client_options: options,
@@ -286,7 +292,9 @@ pub enum CredentialError {
     #[error("the client secret is missing or empty")]
     MissingClientSecret,
     /// Workload identity without one of its settings.
-    #[error("workload identity is not configured: {0} is not set (is the azure-workload-identity webhook enabled for this pod?)")]
+    #[error(
+        "workload identity is not configured: {0} is not set (is the azure-workload-identity webhook enabled for this pod?)"
+    )]
     MissingWorkloadIdentitySetting(&'static str),
     /// azure_identity refused the settings (bad tenant id, unreadable token file, …).
     #[error("cannot build the {kind} credential")]
@@ -352,7 +360,10 @@ mod tests {
             client_id: None,
         };
         let err = factory.build(&spec, &config.endpoints, None).unwrap_err();
-        assert!(matches!(err, CredentialError::MissingWorkloadIdentitySetting(ENV_CLIENT_ID)));
+        assert!(matches!(
+            err,
+            CredentialError::MissingWorkloadIdentitySetting(ENV_CLIENT_ID)
+        ));
 
         let dir = std::env::temp_dir().join(format!("azureml-attach-wi-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -371,7 +382,13 @@ mod tests {
             .unwrap();
         std::fs::remove_file(&token).unwrap();
         let err = factory.build(&spec, &config.endpoints, None).unwrap_err();
-        assert!(matches!(err, CredentialError::Build { kind: "WorkloadIdentity", .. }));
+        assert!(matches!(
+            err,
+            CredentialError::Build {
+                kind: "WorkloadIdentity",
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -382,7 +399,9 @@ mod tests {
         set.insert(CredentialSpec::ManagedIdentity {
             user_assigned: Some(ManagedIdentityId::ClientId("c".into())),
         });
-        set.insert(CredentialSpec::ManagedIdentity { user_assigned: None });
+        set.insert(CredentialSpec::ManagedIdentity {
+            user_assigned: None,
+        });
         set.insert(CredentialSpec::OperatorDefault);
         assert_eq!(set.len(), 3);
     }

@@ -278,7 +278,9 @@ impl ArmError {
 
     /// Azure's error code (`InvalidPropertyValue`, …), if any.
     pub fn code(&self) -> Option<&str> {
-        self.fault().map(|f| f.code.as_str()).filter(|c| !c.is_empty())
+        self.fault()
+            .map(|f| f.code.as_str())
+            .filter(|c| !c.is_empty())
     }
 
     /// HTTP status, when the error came from a response.
@@ -288,7 +290,9 @@ impl ArmError {
             ArmError::Unauthorized { .. } => Some(401),
             ArmError::Forbidden { .. } => Some(403),
             ArmError::Conflict { .. } => Some(409),
-            ArmError::Throttled { client_side: false, .. } => Some(429),
+            ArmError::Throttled {
+                client_side: false, ..
+            } => Some(429),
             ArmError::BadRequest { status, .. } | ArmError::Server { status, .. } => Some(*status),
             _ => None,
         }
@@ -361,12 +365,14 @@ mod tests {
 
     #[test]
     fn retry_policy_inputs() {
-        let throttled = ArmError::from_status("Compute_List", 429, b"{}", Some(Duration::from_secs(17)));
+        let throttled =
+            ArmError::from_status("Compute_List", 429, b"{}", Some(Duration::from_secs(17)));
         assert_eq!(throttled.retry_after(), Some(Duration::from_secs(17)));
         assert!(!throttled.is_permanent());
         let no_header = ArmError::from_status("Compute_List", 429, b"", None);
         assert_eq!(no_header.retry_after(), Some(DEFAULT_THROTTLE_WAIT));
-        let server = ArmError::from_status("Compute_Get", 503, b"oops", Some(Duration::from_secs(3)));
+        let server =
+            ArmError::from_status("Compute_Get", 503, b"oops", Some(Duration::from_secs(3)));
         assert_eq!(server.retry_after(), Some(Duration::from_secs(3)));
         let bad = ArmError::from_status(
             "Compute_CreateOrUpdate",
@@ -381,10 +387,16 @@ mod tests {
 
     #[test]
     fn long_and_non_json_bodies_are_handled() {
-        let long = format!(r#"{{"error":{{"code":"X","message":"{}"}}}}"#, "é".repeat(1000));
+        let long = format!(
+            r#"{{"error":{{"code":"X","message":"{}"}}}}"#,
+            "é".repeat(1000)
+        );
         let err = ArmError::from_status("x", 400, long.as_bytes(), None);
         assert!(err.fault().unwrap().message.len() <= MAX_MESSAGE_LEN + 4);
         let err = ArmError::from_status("x", 502, b"<html>bad gateway</html>", None);
-        assert_eq!(err.to_string(), "x: server error HTTP 502 (no error details)");
+        assert_eq!(
+            err.to_string(),
+            "x: server error HTTP 502 (no error details)"
+        );
     }
 }

@@ -155,7 +155,10 @@ where
 }
 
 /// Serializes an optional secret by exposing it (the wire needs it); `Debug` still redacts.
-fn expose_opt<S: Serializer>(secret: &Option<SecretString>, serializer: S) -> Result<S::Ok, S::Error> {
+fn expose_opt<S: Serializer>(
+    secret: &Option<SecretString>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
     use secrecy::ExposeSecret;
     match secret {
         Some(s) => serializer.serialize_some(s.expose_secret()),
@@ -206,12 +209,16 @@ impl ComputeResource {
 
     /// `properties.resourceId`, if present.
     pub fn resource_id(&self) -> Option<&str> {
-        self.properties.as_ref().and_then(|p| p.resource_id.as_deref())
+        self.properties
+            .as_ref()
+            .and_then(|p| p.resource_id.as_deref())
     }
 
     /// `properties.provisioningState`, if present.
     pub fn provisioning_state(&self) -> Option<&ProvisioningState> {
-        self.properties.as_ref().and_then(|p| p.provisioning_state.as_ref())
+        self.properties
+            .as_ref()
+            .and_then(|p| p.provisioning_state.as_ref())
     }
 }
 
@@ -351,7 +358,8 @@ impl<'de> Deserialize<'de> for Compute {
         // discriminator is known.
         let mut map = serde_json::Map::<String, Value>::deserialize(deserializer)?;
         let properties = map.remove("properties");
-        let raw: RawCompute = serde_json::from_value(Value::Object(map)).map_err(serde::de::Error::custom)?;
+        let raw: RawCompute =
+            serde_json::from_value(Value::Object(map)).map_err(serde::de::Error::custom)?;
         let properties = match properties {
             None | Some(Value::Null) => None,
             Some(value) => Some(ComputeProperties::from_value(&raw.compute_type, value)),
@@ -399,7 +407,9 @@ impl ComputeProperties {
             ComputeType::VirtualMachine => typed(&value).map(ComputeProperties::VirtualMachine),
             ComputeType::HdInsight => typed(&value).map(ComputeProperties::HdInsight),
             ComputeType::Databricks => typed(&value).map(ComputeProperties::Databricks),
-            ComputeType::DataLakeAnalytics => typed(&value).map(ComputeProperties::DataLakeAnalytics),
+            ComputeType::DataLakeAnalytics => {
+                typed(&value).map(ComputeProperties::DataLakeAnalytics)
+            }
             _ => None,
         };
         parsed.unwrap_or(ComputeProperties::Other(OpaqueProperties(value)))
@@ -429,13 +439,25 @@ pub struct AdministratorAccount {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
     /// Password (secret).
-    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "expose_opt")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "expose_opt"
+    )]
     pub password: Option<SecretString>,
     /// SSH public key (marked x-ms-secret by the spec).
-    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "expose_opt")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "expose_opt"
+    )]
     pub public_key_data: Option<SecretString>,
     /// SSH private key (secret).
-    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "expose_opt")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "expose_opt"
+    )]
     pub private_key_data: Option<SecretString>,
 }
 
@@ -494,7 +516,11 @@ pub struct HdInsightProperties {
 #[serde(rename_all = "camelCase")]
 pub struct DatabricksProperties {
     /// Personal access token (secret).
-    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "expose_opt")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "expose_opt"
+    )]
     pub databricks_access_token: Option<SecretString>,
     /// `adb-….azuredatabricks.net`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -504,7 +530,10 @@ pub struct DatabricksProperties {
 impl fmt::Debug for DatabricksProperties {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DatabricksProperties")
-            .field("databricks_access_token", &redacted(&self.databricks_access_token))
+            .field(
+                "databricks_access_token",
+                &redacted(&self.databricks_access_token),
+            )
             .field("workspace_url", &self.workspace_url)
             .finish()
     }
@@ -641,10 +670,18 @@ pub struct ErrorDetail {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
     /// Nested details.
-    #[serde(default, deserialize_with = "null_default", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub details: Vec<ErrorDetail>,
     /// Additional info.
-    #[serde(default, deserialize_with = "null_default", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub additional_info: Vec<ErrorAdditionalInfo>,
 }
 
@@ -689,7 +726,10 @@ impl fmt::Debug for ComputeSecrets {
         f.debug_struct("ComputeSecrets")
             .field("compute_type", &self.compute_type)
             .field("administrator_account", &self.administrator_account)
-            .field("databricks_access_token", &redacted(&self.databricks_access_token))
+            .field(
+                "databricks_access_token",
+                &redacted(&self.databricks_access_token),
+            )
             .field("user_kube_config", &redacted(&self.user_kube_config))
             .field("admin_kube_config", &redacted(&self.admin_kube_config))
             .field("image_pull_secret_name", &self.image_pull_secret_name)
@@ -705,7 +745,9 @@ mod tests {
     use std::path::PathBuf;
 
     fn fixture(name: &str) -> String {
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/azure").join(name);
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/azure")
+            .join(name);
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
     }
 
@@ -722,11 +764,19 @@ mod tests {
         assert_eq!(compute.location.as_deref(), Some("westus3"));
         assert!(compute.tags.is_none());
         assert_eq!(compute.compute_type(), Some(&ComputeType::VirtualMachine));
-        assert_eq!(compute.provisioning_state(), Some(&ProvisioningState::Succeeded));
+        assert_eq!(
+            compute.provisioning_state(),
+            Some(&ProvisioningState::Succeeded)
+        );
         let props = compute.properties.as_ref().unwrap();
         assert_eq!(props.is_attached_compute, Some(true));
         assert!(props.provisioning_errors.is_empty());
-        assert!(compute.resource_id().unwrap().ends_with("virtualMachines/asotest-vm-wdexvp"));
+        assert!(
+            compute
+                .resource_id()
+                .unwrap()
+                .ends_with("virtualMachines/asotest-vm-wdexvp")
+        );
         match &props.properties {
             Some(ComputeProperties::VirtualMachine(vm)) => {
                 assert_eq!(vm.ssh_port, Some(22));
@@ -742,8 +792,12 @@ mod tests {
 
     #[test]
     fn attach_put_201_is_creating() {
-        let compute: ComputeResource = serde_json::from_str(&fixture("aso-vm-attach-put-201.json")).unwrap();
-        assert_eq!(compute.provisioning_state(), Some(&ProvisioningState::Creating));
+        let compute: ComputeResource =
+            serde_json::from_str(&fixture("aso-vm-attach-put-201.json")).unwrap();
+        assert_eq!(
+            compute.provisioning_state(),
+            Some(&ProvisioningState::Creating)
+        );
         assert!(!compute.provisioning_state().unwrap().is_terminal());
     }
 
@@ -755,7 +809,10 @@ mod tests {
         assert!(!debug.contains("{PASSWORD}"), "{debug}");
         assert!(debug.contains("<redacted>"));
         let wire = serde_json::to_value(&compute).unwrap();
-        assert_eq!(wire["properties"]["properties"]["administratorAccount"]["password"], "{PASSWORD}");
+        assert_eq!(
+            wire["properties"]["properties"]["administratorAccount"]["password"],
+            "{PASSWORD}"
+        );
         assert_eq!(wire["properties"]["computeType"], "VirtualMachine");
         assert_eq!(wire["sku"]["name"], "Standard_S1");
         assert_eq!(wire["identity"], json!({"type": "SystemAssigned"}));
@@ -781,19 +838,26 @@ mod tests {
             serde_json::from_value(example_body("spec-list.json", "200")).unwrap();
         assert!(!list.value.is_empty());
         let _: ComputeResource = serde_json::from_str(&fixture("ps-get.json")).unwrap();
-        let _: ComputeResource = serde_json::from_str(&fixture("py-amlcompute-put-201.json")).unwrap();
+        let _: ComputeResource =
+            serde_json::from_str(&fixture("py-amlcompute-put-201.json")).unwrap();
     }
 
     #[test]
     fn spec_examples_deserialize() {
-        let k8s: ComputeResource = serde_json::from_value(example_body("spec-get-kubernetes.json", "200")).unwrap();
+        let k8s: ComputeResource =
+            serde_json::from_value(example_body("spec-get-kubernetes.json", "200")).unwrap();
         assert_eq!(k8s.compute_type(), Some(&ComputeType::Kubernetes));
         let debug = format!("{k8s:?}");
-        assert!(debug.contains("relayConnectionString"), "keys only: {debug}");
-        let aks: ComputeResource = serde_json::from_value(example_body("spec-2026-get-aks.json", "200")).unwrap();
+        assert!(
+            debug.contains("relayConnectionString"),
+            "keys only: {debug}"
+        );
+        let aks: ComputeResource =
+            serde_json::from_value(example_body("spec-2026-get-aks.json", "200")).unwrap();
         assert_eq!(aks.compute_type(), Some(&ComputeType::Aks));
         let put: Value = serde_json::from_str(&fixture("spec-put-kubernetes.json")).unwrap();
-        let body: ComputeResource = serde_json::from_value(put["parameters"]["parameters"].clone()).unwrap();
+        let body: ComputeResource =
+            serde_json::from_value(put["parameters"]["parameters"].clone()).unwrap();
         assert_eq!(body.compute_type(), Some(&ComputeType::Kubernetes));
     }
 
@@ -822,15 +886,17 @@ mod tests {
             ComputeType::VirtualMachine,
             Some("/subscriptions/s/resourceGroups/r/providers/Microsoft.Compute/virtualMachines/dsvm-1".into()),
         );
-        vm.properties = Some(ComputeProperties::VirtualMachine(VirtualMachineProperties {
-            ssh_port: Some(22),
-            administrator_account: Some(AdministratorAccount {
-                username: Some("azureuser".into()),
-                private_key_data: Some(SecretString::from("KEY")),
+        vm.properties = Some(ComputeProperties::VirtualMachine(
+            VirtualMachineProperties {
+                ssh_port: Some(22),
+                administrator_account: Some(AdministratorAccount {
+                    username: Some("azureuser".into()),
+                    private_key_data: Some(SecretString::from("KEY")),
+                    ..Default::default()
+                }),
                 ..Default::default()
-            }),
-            ..Default::default()
-        }));
+            },
+        ));
         let resource = ComputeResource {
             location: Some("westeurope".into()),
             properties: Some(vm),
@@ -856,16 +922,20 @@ mod tests {
         // Read back: Databricks GET does not echo the token, and parses typed.
         let back: Compute = serde_json::from_value(json!({"computeType": "Databricks",
             "properties": {"databricksAccessToken": null, "workspaceUrl": "adb-1.azuredatabricks.net"}})).unwrap();
-        assert!(matches!(back.properties, Some(ComputeProperties::Databricks(ref d)) if d.databricks_access_token.is_none()));
+        assert!(
+            matches!(back.properties, Some(ComputeProperties::Databricks(ref d)) if d.databricks_access_token.is_none())
+        );
     }
 
     #[test]
     fn operation_status_bodies() {
-        let done: OperationStatus = serde_json::from_str(&fixture("aso-operation-succeeded.json")).unwrap();
+        let done: OperationStatus =
+            serde_json::from_str(&fixture("aso-operation-succeeded.json")).unwrap();
         assert_eq!(done.status, OperationState::Succeeded);
         assert_eq!(done.percent_complete, Some(100.0));
         assert!(done.status.is_terminal());
-        let running: OperationStatus = serde_json::from_str(&fixture("py-operation-inprogress.json")).unwrap();
+        let running: OperationStatus =
+            serde_json::from_str(&fixture("py-operation-inprogress.json")).unwrap();
         assert_eq!(running.status, OperationState::InProgress);
         assert!(!running.status.is_terminal());
         let failed: OperationStatus = serde_json::from_value(json!({"status": "Failed",
@@ -884,16 +954,22 @@ mod tests {
 
     #[test]
     fn list_keys_bodies_are_read_tolerantly_and_never_debug_printed() {
-        let mixed: ComputeSecrets = serde_json::from_value(example_body("spec-listkeys-vm.json", "200")).unwrap();
+        let mixed: ComputeSecrets =
+            serde_json::from_value(example_body("spec-listkeys-vm.json", "200")).unwrap();
         assert_eq!(mixed.compute_type, Some(ComputeType::Aks));
         let account = mixed.administrator_account.as_ref().unwrap();
-        assert_eq!(account.password.as_ref().unwrap().expose_secret(), "the password");
+        assert_eq!(
+            account.password.as_ref().unwrap().expose_secret(),
+            "the password"
+        );
         let debug = format!("{mixed:?}");
         assert!(!debug.contains("the password"), "{debug}");
-        let aks: ComputeSecrets = serde_json::from_value(example_body("spec-listkeys-aks.json", "200")).unwrap();
+        let aks: ComputeSecrets =
+            serde_json::from_value(example_body("spec-listkeys-aks.json", "200")).unwrap();
         assert!(aks.user_kube_config.is_some());
         assert!(!format!("{aks:?}").contains("user kube config"));
-        let bare: ComputeSecrets = serde_json::from_value(json!({"computeType": "HDInsight", "extra": 1})).unwrap();
+        let bare: ComputeSecrets =
+            serde_json::from_value(json!({"computeType": "HDInsight", "extra": 1})).unwrap();
         assert_eq!(bare.compute_type, Some(ComputeType::HdInsight));
     }
 }

@@ -64,7 +64,9 @@ impl FromStr for BucketConfig {
 
     /// `BURST/PER_SECOND`, e.g. `250/25`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || ConfigError::InvalidThrottle(format!("{s:?}: expected BURST/PER_SECOND, e.g. 250/25"));
+        let bad = || {
+            ConfigError::InvalidThrottle(format!("{s:?}: expected BURST/PER_SECOND, e.g. 250/25"))
+        };
         let (burst, rate) = s.split_once('/').ok_or_else(bad)?;
         let config = BucketConfig {
             burst: burst.trim().parse().map_err(|_| bad())?,
@@ -156,7 +158,8 @@ impl TokenBucket {
 
     fn refill(&mut self, now: Instant) {
         let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * self.config.per_second).min(f64::from(self.config.burst));
+        self.tokens =
+            (self.tokens + elapsed * self.config.per_second).min(f64::from(self.config.burst));
         self.updated = self.updated.max(now);
         if self.paused_until.is_some_and(|until| until <= now) {
             self.paused_until = None;
@@ -235,7 +238,13 @@ impl Throttle {
         &self.config
     }
 
-    fn with_bucket<T>(&self, subscription: &str, class: OpClass, now: Instant, f: impl FnOnce(&mut TokenBucket) -> T) -> T {
+    fn with_bucket<T>(
+        &self,
+        subscription: &str,
+        class: OpClass,
+        now: Instant,
+        f: impl FnOnce(&mut TokenBucket) -> T,
+    ) -> T {
         // A poisoned lock only means another thread panicked mid-update of plain numbers.
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         let key = (subscription.to_ascii_lowercase(), class);
@@ -246,7 +255,12 @@ impl Throttle {
     }
 
     /// Takes a token now or says how long to wait (nothing is reserved on `Err`).
-    pub fn try_acquire_at(&self, subscription: &str, class: OpClass, now: Instant) -> Result<(), Duration> {
+    pub fn try_acquire_at(
+        &self,
+        subscription: &str,
+        class: OpClass,
+        now: Instant,
+    ) -> Result<(), Duration> {
         self.with_bucket(subscription, class, now, |b| b.try_take(now))
     }
 
@@ -277,7 +291,8 @@ impl Throttle {
     /// Waits (asynchronously) for a token, up to the configured `max_wait`.
     /// Returns how long it waited, or `Err(wait)` when the wait would be longer (nothing reserved).
     pub async fn acquire(&self, subscription: &str, class: OpClass) -> Result<Duration, Duration> {
-        let wait = self.reserve_within_at(subscription, class, self.config.max_wait, Instant::now())?;
+        let wait =
+            self.reserve_within_at(subscription, class, self.config.max_wait, Instant::now())?;
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
@@ -285,7 +300,13 @@ impl Throttle {
     }
 
     /// ARM answered 429 with `Retry-After`: pause that bucket.
-    pub fn on_throttled_at(&self, subscription: &str, class: OpClass, retry_after: Duration, now: Instant) {
+    pub fn on_throttled_at(
+        &self,
+        subscription: &str,
+        class: OpClass,
+        retry_after: Duration,
+        now: Instant,
+    ) {
         self.with_bucket(subscription, class, now, |b| b.pause(now, retry_after));
     }
 
@@ -323,11 +344,20 @@ mod tests {
         for _ in 0..3 {
             assert_eq!(throttle.try_acquire_at(S, OpClass::Read, t0), Ok(()));
         }
-        assert_eq!(throttle.try_acquire_at(S, OpClass::Read, t0), Err(Duration::from_secs(1)));
+        assert_eq!(
+            throttle.try_acquire_at(S, OpClass::Read, t0),
+            Err(Duration::from_secs(1))
+        );
         // Half a second later, half a token: still half a second to wait.
         let t = t0 + Duration::from_millis(500);
-        assert_eq!(throttle.try_acquire_at(S, OpClass::Read, t), Err(Duration::from_millis(500)));
-        assert_eq!(throttle.try_acquire_at(S, OpClass::Read, t0 + Duration::from_secs(1)), Ok(()));
+        assert_eq!(
+            throttle.try_acquire_at(S, OpClass::Read, t),
+            Err(Duration::from_millis(500))
+        );
+        assert_eq!(
+            throttle.try_acquire_at(S, OpClass::Read, t0 + Duration::from_secs(1)),
+            Ok(())
+        );
         // Never more than the burst, however long we wait.
         let later = t0 + Duration::from_secs(3600);
         for _ in 0..3 {
@@ -343,9 +373,17 @@ mod tests {
         assert!(throttle.try_acquire_at(S, OpClass::Delete, t0).is_ok());
         assert!(throttle.try_acquire_at(S, OpClass::Delete, t0).is_err());
         assert!(throttle.try_acquire_at(S, OpClass::Write, t0).is_ok());
-        assert!(throttle.try_acquire_at("other-sub", OpClass::Delete, t0).is_ok());
+        assert!(
+            throttle
+                .try_acquire_at("other-sub", OpClass::Delete, t0)
+                .is_ok()
+        );
         // Subscription ids are case-insensitive in ARM.
-        assert!(throttle.try_acquire_at(&S.to_uppercase(), OpClass::Delete, t0).is_err());
+        assert!(
+            throttle
+                .try_acquire_at(&S.to_uppercase(), OpClass::Delete, t0)
+                .is_err()
+        );
     }
 
     #[test]
@@ -353,15 +391,33 @@ mod tests {
         let t0 = Instant::now();
         let throttle = Throttle::new(small());
         let max = Duration::from_secs(10);
-        assert_eq!(throttle.reserve_within_at(S, OpClass::Write, max, t0), Ok(Duration::ZERO));
-        assert_eq!(throttle.reserve_within_at(S, OpClass::Write, max, t0), Ok(Duration::ZERO));
+        assert_eq!(
+            throttle.reserve_within_at(S, OpClass::Write, max, t0),
+            Ok(Duration::ZERO)
+        );
+        assert_eq!(
+            throttle.reserve_within_at(S, OpClass::Write, max, t0),
+            Ok(Duration::ZERO)
+        );
         // Writes refill at 0.5/s: the third caller waits 2 s, the fourth 4 s.
-        assert_eq!(throttle.reserve_within_at(S, OpClass::Write, max, t0), Ok(Duration::from_secs(2)));
-        assert_eq!(throttle.reserve_within_at(S, OpClass::Write, max, t0), Ok(Duration::from_secs(4)));
+        assert_eq!(
+            throttle.reserve_within_at(S, OpClass::Write, max, t0),
+            Ok(Duration::from_secs(2))
+        );
+        assert_eq!(
+            throttle.reserve_within_at(S, OpClass::Write, max, t0),
+            Ok(Duration::from_secs(4))
+        );
         // Beyond max_wait nothing is reserved.
         let short = Duration::from_secs(5);
-        assert_eq!(throttle.reserve_within_at(S, OpClass::Write, short, t0), Err(Duration::from_secs(6)));
-        assert_eq!(throttle.reserve_within_at(S, OpClass::Write, short, t0), Err(Duration::from_secs(6)));
+        assert_eq!(
+            throttle.reserve_within_at(S, OpClass::Write, short, t0),
+            Err(Duration::from_secs(6))
+        );
+        assert_eq!(
+            throttle.reserve_within_at(S, OpClass::Write, short, t0),
+            Err(Duration::from_secs(6))
+        );
     }
 
     #[test]
@@ -369,13 +425,25 @@ mod tests {
         let t0 = Instant::now();
         let throttle = Throttle::new(small());
         throttle.on_throttled_at(S, OpClass::Read, Duration::from_secs(7), t0);
-        assert_eq!(throttle.try_acquire_at(S, OpClass::Read, t0), Err(Duration::from_secs(7)));
+        assert_eq!(
+            throttle.try_acquire_at(S, OpClass::Read, t0),
+            Err(Duration::from_secs(7))
+        );
         let t3 = t0 + Duration::from_secs(3);
-        assert_eq!(throttle.try_acquire_at(S, OpClass::Read, t3), Err(Duration::from_secs(4)));
+        assert_eq!(
+            throttle.try_acquire_at(S, OpClass::Read, t3),
+            Err(Duration::from_secs(4))
+        );
         // At the end of the pause the bucket is empty and refills from there.
         let t7 = t0 + Duration::from_secs(7);
-        assert_eq!(throttle.try_acquire_at(S, OpClass::Read, t7), Err(Duration::from_secs(1)));
-        assert_eq!(throttle.try_acquire_at(S, OpClass::Read, t0 + Duration::from_secs(8)), Ok(()));
+        assert_eq!(
+            throttle.try_acquire_at(S, OpClass::Read, t7),
+            Err(Duration::from_secs(1))
+        );
+        assert_eq!(
+            throttle.try_acquire_at(S, OpClass::Read, t0 + Duration::from_secs(8)),
+            Ok(())
+        );
         // Other classes are unaffected.
         assert!(throttle.try_acquire_at(S, OpClass::Write, t0).is_ok());
     }
@@ -386,13 +454,22 @@ mod tests {
         let mut bucket = TokenBucket::new(BucketConfig::new(5, 5.0), t0);
         bucket.pause(t0, Duration::from_secs(10));
         bucket.pause(t0 + Duration::from_secs(1), Duration::from_secs(2));
-        assert_eq!(bucket.wait_time(t0 + Duration::from_secs(5)), Duration::from_secs(5));
+        assert_eq!(
+            bucket.wait_time(t0 + Duration::from_secs(5)),
+            Duration::from_secs(5)
+        );
     }
 
     #[test]
     fn bucket_config_parses() {
-        assert_eq!("250/25".parse::<BucketConfig>().unwrap(), BucketConfig::new(250, 25.0));
-        assert_eq!(" 10 / 0.5 ".parse::<BucketConfig>().unwrap(), BucketConfig::new(10, 0.5));
+        assert_eq!(
+            "250/25".parse::<BucketConfig>().unwrap(),
+            BucketConfig::new(250, 25.0)
+        );
+        assert_eq!(
+            " 10 / 0.5 ".parse::<BucketConfig>().unwrap(),
+            BucketConfig::new(10, 0.5)
+        );
         for bad in ["", "250", "0/1", "1/0", "a/b", "1/-1", "1/inf"] {
             assert!(bad.parse::<BucketConfig>().is_err(), "{bad}");
         }

@@ -251,7 +251,9 @@ fn plan_delete(o: &Observed<'_>) -> Decision {
         return Decision::Poll(op.clone());
     }
     match &o.azure {
-        None => Decision::NeedAzureView,
+        // The status proves this object attached the compute; a DELETE of an absent compute
+        // is a harmless 204, so deletion does not spend a LIST (rule 7 budget).
+        None => Decision::Detach { reattach: false },
         // Never detach a compute that is not ours (rule 3).
         Some(AzureView::Present(c)) if !c.matches => Decision::Release { why: "the compute of this name is not this target's" },
         Some(AzureView::Absent { .. }) if o.status.operation.is_none() => {
@@ -373,6 +375,7 @@ mod tests {
             reattach: false,
             config_hash: Some("h1".into()),
             started_at: None,
+            next_poll_at: None,
         };
         let s = TargetStatus { operation: Some(op.clone()), ..Default::default() };
         assert_eq!(plan(&observed(&s, None)), Decision::Poll(op));
@@ -405,8 +408,10 @@ mod tests {
     #[test]
     fn rule1_deletion_detaches_only_our_compute() {
         let s = attached("h1");
-        let mut o = observed(&s, Some(present(true, "Succeeded")));
+        let mut o = observed(&s, None);
         o.deleting = true;
+        assert_eq!(plan(&o), Decision::Detach { reattach: false });
+        o.azure = Some(present(true, "Succeeded"));
         assert_eq!(plan(&o), Decision::Detach { reattach: false });
         o.azure = Some(present(false, "Succeeded"));
         assert!(matches!(plan(&o), Decision::Release { .. }));

@@ -290,6 +290,13 @@ impl<K: AttachTarget> Pass<'_, K> {
         desired_hash: &str,
         secret_rv: Option<&str>,
     ) -> Result<Step, ArmError> {
+        if let Some(at) = &op.next_poll_at {
+            let wait = at.0.duration_since(now().0);
+            if wait.is_positive() {
+                // Woken early by an unrelated event (e.g. our own status write): no ARM call.
+                return Ok(Step::after(Duration::try_from(wait).unwrap_or(DEFAULT_POLL)));
+            }
+        }
         let status = match arm.poll_operation(&op.url).await {
             Ok(s) => s,
             Err(ArmError::NotFound { .. }) => {
@@ -339,7 +346,11 @@ impl<K: AttachTarget> Pass<'_, K> {
             }
             _ => {
                 self.set_ready(in_progress_reason, format!("waiting for Azure ({:?} in progress)", op.kind));
-                return Ok(Step::after(poll_delay(status.retry_after)));
+                let delay = poll_delay(status.retry_after);
+                if let Some(pending) = self.status.operation.as_mut() {
+                    pending.next_poll_at = Some(after(delay));
+                }
+                return Ok(Step::after(delay));
             }
         }
         // Succeeded.
@@ -479,6 +490,7 @@ impl<K: AttachTarget> Pass<'_, K> {
                     reattach: cause == AttachCause::Reattach,
                     config_hash: Some(desired_hash.to_owned()),
                     started_at: Some(now()),
+                    next_poll_at: Some(after(poll_delay(retry_after))),
                 });
                 self.status.provisioning_state = Some("Creating".to_owned());
                 self.status.compute_id = Some(wsr.compute_id(&self.compute_name));
@@ -540,6 +552,7 @@ impl<K: AttachTarget> Pass<'_, K> {
                     reattach,
                     config_hash: None,
                     started_at: Some(now()),
+                    next_poll_at: Some(after(poll_delay(retry_after))),
                 });
                 self.status.provisioning_state = Some("Deleting".to_owned());
                 let reason = if reattach { Reason::Reattaching } else { Reason::Detaching };
@@ -673,6 +686,11 @@ fn unreachable_step() -> Result<Step, ArmError> {
 
 fn now() -> Time {
     Time(k8s_openapi::jiff::Timestamp::now())
+}
+
+fn after(d: Duration) -> Time {
+    let d = k8s_openapi::jiff::SignedDuration::try_from(d).unwrap_or_default();
+    Time(now().0.checked_add(d).unwrap_or_else(|_| now().0))
 }
 
 fn poll_delay(retry_after: Option<Duration>) -> Duration {

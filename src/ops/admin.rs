@@ -85,7 +85,11 @@ pub struct AdminServer {
 
 impl AdminServer {
     /// Binds `addr` (port 0 picks a free port).
-    pub async fn bind(addr: SocketAddr, metrics: Arc<Metrics>, readiness: Readiness) -> std::io::Result<Self> {
+    pub async fn bind(
+        addr: SocketAddr,
+        metrics: Arc<Metrics>,
+        readiness: Readiness,
+    ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
         Ok(Self {
             listener,
@@ -99,7 +103,10 @@ impl AdminServer {
     }
 
     /// Serves until `shutdown` completes.
-    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await
@@ -139,8 +146,14 @@ mod tests {
         readiness.set_ready(true);
         assert!(get(addr, "/readyz").await.starts_with("HTTP/1.1 200"));
         let metrics = get(addr, "/metrics").await;
-        assert!(metrics.contains("application/openmetrics-text"), "{metrics}");
-        assert!(metrics.contains("azureml_attach_arm_throttled_total{class=\"read\"} 1"), "{metrics}");
+        assert!(
+            metrics.contains("application/openmetrics-text"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("azureml_attach_arm_throttled_total{class=\"read\"} 1"),
+            "{metrics}"
+        );
 
         stop.send(()).unwrap();
         task.await.unwrap().unwrap();

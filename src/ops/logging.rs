@@ -40,12 +40,15 @@ impl fmt::Display for LogFormat {
 }
 
 /// Default filter when `RUST_LOG` is unset: our crate at info, noisy dependencies at warn.
-const DEFAULT_FILTER: &str = "info,hyper=warn,rustls=warn,kube_client=warn,azure_core=warn,azure_identity=warn";
+const DEFAULT_FILTER: &str =
+    "info,hyper=warn,rustls=warn,kube_client=warn,azure_core=warn,azure_identity=warn";
 
 /// The filter from `RUST_LOG`, or the default.
 pub fn env_filter() -> Result<EnvFilter, LoggingError> {
     match std::env::var(EnvFilter::DEFAULT_ENV) {
-        Ok(spec) if !spec.trim().is_empty() => EnvFilter::try_new(spec).map_err(LoggingError::Filter),
+        Ok(spec) if !spec.trim().is_empty() => {
+            EnvFilter::try_new(spec).map_err(LoggingError::Filter)
+        }
         _ => Ok(EnvFilter::new(DEFAULT_FILTER)),
     }
 }
@@ -55,7 +58,9 @@ pub fn init(format: LogFormat) -> Result<(), LoggingError> {
     let filter = env_filter()?;
     let registry = tracing_subscriber::registry().with(filter);
     let result = match format {
-        LogFormat::Text => registry.with(tracing_subscriber::fmt::layer().with_target(true)).try_init(),
+        LogFormat::Text => registry
+            .with(tracing_subscriber::fmt::layer().with_target(true))
+            .try_init(),
         LogFormat::Json => registry
             .with(
                 tracing_subscriber::fmt::layer()

@@ -114,15 +114,23 @@ impl Metrics {
         let reconcile_total = Family::<KindResultLabels, Counter>::default();
         let reconcile_errors_total = Family::<KindReasonLabels, Counter>::default();
         let reconcile_duration =
-            Family::<KindLabels, Histogram, fn() -> Histogram>::new_with_constructor(reconcile_histogram as fn() -> Histogram);
+            Family::<KindLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                reconcile_histogram as fn() -> Histogram,
+            );
         let arm_requests_total = Family::<OperationStatusLabels, Counter>::default();
         let arm_request_duration =
-            Family::<OperationLabels, Histogram, fn() -> Histogram>::new_with_constructor(arm_histogram as fn() -> Histogram);
+            Family::<OperationLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                arm_histogram as fn() -> Histogram,
+            );
         let arm_throttled_total = Family::<ClassLabels, Counter>::default();
         let targets = Family::<KindStateLabels, Gauge>::default();
 
         // Counter names get `_total` appended by the encoder.
-        registry.register("reconcile", "Reconciliations by kind and result", reconcile_total.clone());
+        registry.register(
+            "reconcile",
+            "Reconciliations by kind and result",
+            reconcile_total.clone(),
+        );
         registry.register(
             "reconcile_errors",
             "Reconciliation errors by kind and reason",
@@ -148,7 +156,11 @@ impl Metrics {
             "ARM throttling events (429 or client-side budget exhausted) by op class",
             arm_throttled_total.clone(),
         );
-        registry.register("targets", "Compute targets by kind and state", targets.clone());
+        registry.register(
+            "targets",
+            "Compute targets by kind and state",
+            targets.clone(),
+        );
 
         Self {
             registry,
@@ -173,7 +185,9 @@ impl Metrics {
             })
             .inc();
         self.reconcile_duration
-            .get_or_create(&KindLabels { kind: kind.to_string() })
+            .get_or_create(&KindLabels {
+                kind: kind.to_string(),
+            })
             .observe(duration.as_secs_f64());
     }
 

@@ -22,7 +22,7 @@ cache=${AZUREML_ATTACH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/azureml-attach}
 bin="$cache/testenv-k8s-$k8s-etcd-$etcd-helm-$helm"
 mkdir -p "$bin"
 
-export CGO_ENABLED=0 GOFLAGS=-mod=mod GOTOOLCHAIN=local
+export CGO_ENABLED=0 GOFLAGS=-mod=mod
 start=$(date +%s)
 build() { # module dir, output name, package, extra ldflags
   local dir=$1 out=$2 pkg=$3 ld=${4:-}

@@ -100,6 +100,13 @@ impl TestEnv {
         // One rustls provider in the whole project: ring. Fails harmlessly if already installed.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let plane = start::start(&Options::from_env())?;
+        tracing::info!(
+            server = %plane.server_url,
+            startup = ?plane.startup,
+            apiserver_ready = ?plane.apiserver_ready,
+            dir = %plane.dir.display(),
+            "testenv: control plane ready"
+        );
         // Straight to stderr, not eprintln!: the test harness would capture and hide it.
         let _ = writeln!(
             std::io::stderr(),

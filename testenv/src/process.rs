@@ -56,6 +56,8 @@ impl Process {
     }
 }
 
+const GRPC_RETRY_NOISE: &str = "addrConn.createTransport failed";
+
 /// The last lines of a log file (at most 40 lines / 6000 bytes), for error messages.
 pub(crate) fn log_tail(path: &Path) -> String {
     const LINES: usize = 40;
@@ -64,8 +66,17 @@ pub(crate) fn log_tail(path: &Path) -> String {
         return format!("(cannot read {})", path.display());
     };
     let text = String::from_utf8_lossy(&text);
-    let lines: Vec<&str> = text.lines().collect();
+    // The API server logs a gRPC warning per retry while etcd is not up yet; they would push
+    // the interesting lines out of the tail.
+    let (noise, lines): (Vec<&str>, Vec<&str>) =
+        text.lines().partition(|l| l.contains(GRPC_RETRY_NOISE));
     let mut tail = lines[lines.len().saturating_sub(LINES)..].join("\n");
+    if !noise.is_empty() {
+        tail.push_str(&format!(
+            "\n({} gRPC \"{GRPC_RETRY_NOISE}\" lines omitted)",
+            noise.len()
+        ));
+    }
     if tail.len() > BYTES {
         let cut = tail.len() - BYTES;
         let cut = (cut..tail.len())
@@ -73,7 +84,7 @@ pub(crate) fn log_tail(path: &Path) -> String {
             .unwrap_or(cut);
         tail = format!("…{}", &tail[cut..]);
     }
-    if tail.is_empty() {
+    if tail.trim().is_empty() {
         "(empty)".into()
     } else {
         tail
@@ -118,6 +129,7 @@ pub(crate) fn spawn(
     let child =
         spawn_from_forker(command).map_err(Error::io(format!("starting {}", program.display())))?;
     record_pid(id, child.id() as i32, order);
+    tracing::debug!(process = name, pid = child.id(), log = %log.display(), "testenv: started");
     Ok(Process { name, child, log })
 }
 
@@ -349,4 +361,28 @@ fn process_alive(pid: i32) -> bool {
     // SAFETY: signal 0 only checks for existence.
     let r = unsafe { libc::kill(pid, 0) };
     r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_tail_keeps_the_last_lines_and_drops_grpc_retry_noise() {
+        let dir = std::env::temp_dir().join(format!("testenv-log-tail-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("x.log");
+        let mut text: String = (1..=50).map(|i| format!("line {i}\n")).collect();
+        text.push_str("W1127 grpc: addrConn.createTransport failed to connect\n");
+        text.push_str("E1127 the real error\n");
+        fs::write(&log, text).unwrap();
+        let tail = log_tail(&log);
+        fs::remove_dir_all(&dir).unwrap();
+        assert!(!tail.contains("line 11\n"), "{tail}");
+        assert!(tail.starts_with("line 12\n"), "{tail}");
+        assert!(
+            tail.contains("line 50\nE1127 the real error\n(1 gRPC"),
+            "{tail}"
+        );
+    }
 }

@@ -66,7 +66,7 @@ pub(crate) struct ControlPlane {
     pub startup: Duration,
     /// When (since the start began) the API server was ready and namespace `default` existed.
     pub apiserver_ready: Duration,
-    // Kept so the children are not reaped by anyone else while we run.
+    // The children's handles; they are stopped by pid through the cleanup registry.
     _processes: Vec<Process>,
 }
 

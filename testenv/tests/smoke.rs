@@ -4,10 +4,14 @@
 use std::time::Duration;
 
 use base64::Engine;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::{
     Api, Client,
-    api::{DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams},
+    api::{
+        DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams, WatchEvent,
+        WatchParams,
+    },
     discovery,
 };
 use serde_json::json;
@@ -303,6 +307,64 @@ subjects:
             .unwrap_err(),
     );
     assert!(status.is_forbidden(), "{status:?}");
+
+    // The same identity from a kubeconfig file, as a separate process (the operator) uses it.
+    let kubeconfig = env.service_account_kubeconfig(&ns, "reader").await;
+    let can_i = |namespace: &str| {
+        let out = env
+            .kubectl()
+            .env("KUBECONFIG", &kubeconfig)
+            .args(["auth", "can-i", "get", "secrets", "--namespace", namespace])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(can_i(&ns), "yes");
+    assert_eq!(can_i(&other), "no");
+}
+
+#[tokio::test]
+async fn watch_sees_changes_in_order() {
+    let env = TestEnv::global();
+    let ns = env.create_namespace("watch").await;
+    let config_maps: Api<ConfigMap> = Api::namespaced(env.client(), &ns);
+    let list = config_maps.list(&Default::default()).await.unwrap();
+    let since = list.metadata.resource_version.unwrap();
+    let mut events = config_maps
+        .watch(&WatchParams::default().timeout(30), &since)
+        .await
+        .unwrap()
+        .boxed();
+    let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "w"}})).unwrap();
+    config_maps
+        .create(&PostParams::default(), &cm)
+        .await
+        .unwrap();
+    let patch = json!({"data": {"k": "v"}});
+    config_maps
+        .patch("w", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    config_maps
+        .delete("w", &DeleteParams::default())
+        .await
+        .unwrap();
+
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let event = tokio::time::timeout(WAIT, events.try_next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        seen.push(match event {
+            WatchEvent::Added(o) => format!("added {}", o.metadata.name.unwrap()),
+            WatchEvent::Modified(o) => format!("modified {:?}", o.data.unwrap()),
+            WatchEvent::Deleted(o) => format!("deleted {}", o.metadata.name.unwrap()),
+            other => panic!("unexpected {other:?}"),
+        });
+    }
+    assert_eq!(seen, ["added w", r#"modified {"k": "v"}"#, "deleted w"]);
 }
 
 #[tokio::test]

@@ -1,1 +1,66 @@
-//! Bad manifests are refused by the API server with a readable message.
+//! Bad manifests are refused by the API server, with a message a person understands.
+
+use crate::harness::*;
+
+async fn refused(w: &World, yaml: &str) -> String {
+    match w.env.apply_yaml(Some(&w.ns), yaml).await {
+        Ok(_) => panic!("the API server accepted:\n{yaml}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn vm(spec: &str) -> String {
+    format!(
+        "apiVersion: attach.azureml.io/v1alpha1\nkind: RemoteVmTarget\nmetadata:\n  name: bad-vm\nspec:\n  workspaceRef: {{name: prod-workspace}}\n{spec}"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_manifests_are_refused_with_readable_messages() {
+    let w = World::new("e2e-bad").await;
+    let creds = "  credentials: {secretRef: {name: s}, passwordKey: password}\n";
+
+    let msg = refused(&w, &vm(&format!("  resourceId: /subscriptions/nope/virtualMachines/x\n{creds}"))).await;
+    assert!(msg.contains("spec.resourceId must be a virtual machine's ARM id"), "{msg}");
+
+    let msg = refused(&w, &vm(&format!("  computeName: dsvm-1\n  resourceId: {VM1}\n{creds}"))).await;
+    assert!(msg.contains("not end in -<digits>"), "{msg}");
+
+    let msg = refused(&w, &vm(&format!("  computeName: 9lives\n  resourceId: {VM1}\n{creds}"))).await;
+    assert!(msg.contains("start with a letter"), "{msg}");
+
+    let msg = refused(
+        &w,
+        &vm(&format!("  resourceId: {VM1}\n  credentials: {{secretRef: {{name: s}}, passwordKey: p, privateKeyKey: k}}\n")),
+    )
+    .await;
+    assert!(msg.contains("exactly one of credentials.passwordKey"), "{msg}");
+
+    let msg = refused(&w, &vm(&format!("  resourceId: {VM1}\n  sshPort: 0\n{creds}"))).await;
+    assert!(msg.contains("sshPort"), "{msg}");
+
+    let msg = refused(&w, &vm(&format!("  resourceId: {VM1}\n  address: 1.2.3.4\n{creds}"))).await;
+    assert!(msg.contains("exactly one of spec.resourceId"), "{msg}");
+
+    // metadata.name that is not a compute name needs spec.computeName.
+    let msg = refused(
+        &w,
+        &vm(&format!("  resourceId: {VM1}\n{creds}")).replace("name: bad-vm", "name: vm.with.dots"),
+    )
+    .await;
+    assert!(msg.contains("set spec.computeName"), "{msg}");
+
+    let msg = refused(
+        &w,
+        &format!(
+            "apiVersion: attach.azureml.io/v1alpha1\nkind: DatabricksTarget\nmetadata:\n  name: bad-dbx\nspec:\n  workspaceRef: {{name: prod-workspace}}\n  resourceId: {VM1}\n  accessTokenSecretRef: {{name: t, key: token}}\n"
+        ),
+    )
+    .await;
+    assert!(msg.contains("Databricks workspace"), "{msg}");
+
+    // Immutable fields.
+    w.apply(&vm(&format!("  resourceId: {VM1}\n{creds}"))).await;
+    let msg = refused(&w, &vm(&format!("  resourceId: {VM2}\n{creds}"))).await;
+    assert!(msg.contains("spec.resourceId is immutable"), "{msg}");
+}

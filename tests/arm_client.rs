@@ -1,0 +1,475 @@
+//! The ARM client against the in-process emulator, over real HTTPS: a client-secret token
+//! from the emulator's Entra endpoint (custom authority host + extra CA file), then workspace
+//! GET, compute LIST/GET/PUT/poll/listKeys/detach, throttling, retries and URL safety.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use azureml_attach::azure::models::{
+    AdministratorAccount, Compute, ComputeProperties, ComputeResource, ComputeType, OperationState,
+    ProvisioningState, VirtualMachineProperties,
+};
+use azureml_attach::azure::{
+    ArmClient, ArmError, AzureConfig, AzureOptions, Cloud, CredentialFactory, CredentialSpec,
+    DetachOutcome, EndpointOverrides, Lro, Throttle, WorkspaceRef,
+};
+use azureml_attach::ops::Metrics;
+use azureml_emulator::config::{DEFAULT_CLIENT_SECRET, DEFAULT_SECRET_CLIENT_ID, DEFAULT_TENANT};
+use azureml_emulator::{ControlClient, EmulatorConfig, EmulatorHandle, FaultSpec, SettingsPatch};
+use secrecy::SecretString;
+
+const VM_ID: &str = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/ml-rg/providers/Microsoft.Compute/virtualMachines/dsvm-1";
+
+struct Env {
+    emulator: EmulatorHandle,
+    control: ControlClient,
+    arm: ArmClient,
+    metrics: Arc<Metrics>,
+    config: AzureConfig,
+}
+
+async fn env_with_secret(secret: &str) -> Env {
+    let mut config = EmulatorConfig::default();
+    config.settings.provisioning_delay_ms = 300;
+    config.settings.deletion_delay_ms = 300;
+    let emulator = azureml_emulator::spawn(config).await.unwrap();
+    let control = emulator.control().unwrap();
+    let options = AzureOptions {
+        cloud: Cloud::Custom,
+        overrides: EndpointOverrides {
+            arm_endpoint: Some(emulator.base_url().to_string()),
+            arm_audience: None,
+            authority_host: Some(emulator.base_url().to_string()),
+        },
+        extra_ca_file: Some(emulator.ca_file().to_path_buf()),
+        ..Default::default()
+    };
+    let config = AzureConfig::load(options).unwrap();
+    assert_eq!(config.extra_root_count(), 1);
+    let factory = CredentialFactory::with_env(&config, Default::default());
+    let credential = factory
+        .build(
+            &CredentialSpec::ClientSecret {
+                tenant_id: DEFAULT_TENANT.to_string(),
+                client_id: DEFAULT_SECRET_CLIENT_ID.to_string(),
+            },
+            &config.endpoints,
+            Some(SecretString::from(secret.to_string())),
+        )
+        .unwrap();
+    let metrics = Arc::new(Metrics::new());
+    let arm = ArmClient::new(
+        &config,
+        credential,
+        Arc::new(Throttle::new(config.throttle)),
+        Some(metrics.clone()),
+    );
+    Env {
+        emulator,
+        control,
+        arm,
+        metrics,
+        config,
+    }
+}
+
+async fn env() -> Env {
+    env_with_secret(DEFAULT_CLIENT_SECRET).await
+}
+
+fn ws() -> WorkspaceRef {
+    WorkspaceRef::new(
+        "00000000-0000-0000-0000-000000000000",
+        "ml-rg",
+        "prod-workspace",
+    )
+}
+
+fn vm_body() -> ComputeResource {
+    let mut compute = Compute::new(ComputeType::VirtualMachine, Some(VM_ID.to_string()));
+    compute.properties = Some(ComputeProperties::VirtualMachine(
+        VirtualMachineProperties {
+            ssh_port: Some(22),
+            administrator_account: Some(AdministratorAccount {
+                username: Some("azureuser".into()),
+                password: Some(SecretString::from("Emulator-VM-Passw0rd")),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    ));
+    ComputeResource {
+        location: Some("westeurope".into()),
+        properties: Some(compute),
+        ..Default::default()
+    }
+}
+
+/// Polls an operation URL (or GET when there is none) until it is terminal.
+async fn wait_put(arm: &ArmClient, lro: Lro, name: &str) -> ComputeResource {
+    match lro {
+        Lro::Done(resource) => *resource,
+        Lro::InProgress { operation_url, .. } => {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            if let Some(url) = operation_url {
+                loop {
+                    let status = arm.poll_operation(&url).await.unwrap();
+                    if status.status.is_terminal() {
+                        assert_eq!(status.status, OperationState::Succeeded, "{status:?}");
+                        break;
+                    }
+                    assert!(Instant::now() < deadline, "operation never finished");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+            loop {
+                let compute = arm.get_compute(&ws(), name).await.unwrap().unwrap();
+                if compute
+                    .provisioning_state()
+                    .is_some_and(|s| s.is_terminal())
+                {
+                    return compute;
+                }
+                assert!(Instant::now() < deadline, "provisioning never finished");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn attach_lifecycle_detaches_and_never_deletes() {
+    let env = env().await;
+    let arm = &env.arm;
+
+    let workspace = arm.get_workspace(&ws()).await.unwrap();
+    assert_eq!(workspace.location.as_deref(), Some("westeurope"));
+    assert_eq!(workspace.id.as_deref(), Some(ws().arm_id().as_str()));
+
+    assert!(arm.get_compute(&ws(), "gpu-dsvm").await.unwrap().is_none());
+    let before = arm.list_computes(&ws()).await.unwrap();
+    assert!(before.iter().all(|c| c.name.as_deref() != Some("gpu-dsvm")));
+
+    let lro = arm
+        .put_compute(&ws(), "gpu-dsvm", &vm_body())
+        .await
+        .unwrap();
+    assert!(matches!(lro, Lro::InProgress { .. }), "{lro:?}");
+    let compute = wait_put(arm, lro, "gpu-dsvm").await;
+    assert_eq!(
+        compute.provisioning_state(),
+        Some(&ProvisioningState::Succeeded)
+    );
+    assert_eq!(compute.resource_id(), Some(VM_ID));
+    assert_eq!(
+        compute.properties.as_ref().unwrap().is_attached_compute,
+        Some(true)
+    );
+
+    let listed = arm.list_computes(&ws()).await.unwrap();
+    assert!(listed.iter().any(|c| c.name.as_deref() == Some("gpu-dsvm")));
+
+    let keys = arm.list_keys(&ws(), "gpu-dsvm").await.unwrap();
+    assert!(!format!("{keys:?}").contains("Emulator-VM-Passw0rd"));
+
+    // Detach, wait, and detach again: the second answers 204 (nothing to detach).
+    match arm.detach_compute(&ws(), "gpu-dsvm").await.unwrap() {
+        DetachOutcome::InProgress {
+            operation_url: Some(url),
+            ..
+        } => {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let status = arm.poll_operation(&url).await.unwrap();
+                if status.status.is_terminal() {
+                    assert_eq!(status.status, OperationState::Succeeded);
+                    break;
+                }
+                assert!(Instant::now() < deadline);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        DetachOutcome::InProgress {
+            operation_url: None,
+            ..
+        }
+        | DetachOutcome::Done => {}
+        DetachOutcome::Absent => panic!("the compute existed"),
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while arm.get_compute(&ws(), "gpu-dsvm").await.unwrap().is_some() {
+        assert!(Instant::now() < deadline, "compute never went away");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        arm.detach_compute(&ws(), "gpu-dsvm").await.unwrap(),
+        DetachOutcome::Absent
+    );
+
+    // The emulator's own records: every DELETE said Detach, nothing underlying was deleted,
+    // and every ARM call was made by the client-secret principal.
+    let log = env.control.requests(None).await.unwrap();
+    let deletes: Vec<_> = log
+        .entries
+        .iter()
+        .filter(|e| e.method == "DELETE")
+        .collect();
+    assert_eq!(deletes.len(), 2);
+    for entry in &deletes {
+        let query = entry.query.clone().unwrap_or_default();
+        assert!(query.contains("underlyingResourceAction=Detach"), "{query}");
+        assert!(!query.contains("Delete"), "{query}");
+    }
+    let state = env.control.state().await.unwrap();
+    assert!(state.deleted_resources.is_empty());
+    assert!(
+        log.entries
+            .iter()
+            .filter(|e| e.operation.starts_with("Compute_"))
+            .all(|e| e.principal.as_deref() == Some(DEFAULT_SECRET_CLIENT_ID)),
+        "{:?}",
+        log.entries
+    );
+
+    let text = env.metrics.encode().unwrap();
+    assert!(
+        text.contains(
+            r#"azureml_attach_arm_requests_total{operation="Compute_Delete",status="204"} 1"#
+        ),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_429_is_returned_with_retry_after_and_pauses_the_bucket() {
+    let env = env().await;
+    // Warm the token so the timing below measures ARM calls only.
+    env.arm.get_workspace(&ws()).await.unwrap();
+    env.control
+        .add_fault(&FaultSpec {
+            method: Some("GET".into()),
+            path_pattern: "/computes$".into(),
+            status: Some(429),
+            retry_after: Some(2),
+            count: Some(1),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    env.control.clear_requests().await.unwrap();
+
+    let err = env.arm.list_computes(&ws()).await.unwrap_err();
+    match &err {
+        ArmError::Throttled {
+            retry_after,
+            client_side,
+            ..
+        } => {
+            assert_eq!(*retry_after, Duration::from_secs(2));
+            assert!(!client_side);
+        }
+        other => panic!("expected Throttled, got {other:?}"),
+    }
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(2)));
+    assert!(!err.is_permanent());
+
+    // The read bucket is paused: the next read waits out Retry-After before it is sent.
+    let started = Instant::now();
+    env.arm.list_computes(&ws()).await.unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(1800),
+        "{:?}",
+        started.elapsed()
+    );
+    let log = env.control.requests(None).await.unwrap();
+    assert_eq!(log.total, 2, "{:?}", log.entries);
+    let text = env.metrics.encode().unwrap();
+    assert!(
+        text.contains(r#"azureml_attach_arm_throttled_total{class="read"} 1"#),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn gets_retry_once_on_5xx_and_writes_do_not() {
+    let env = env().await;
+    env.arm.get_workspace(&ws()).await.unwrap();
+    env.control
+        .add_fault(&FaultSpec {
+            method: Some("GET".into()),
+            path_pattern: "/computes/gpu-dsvm$".into(),
+            status: Some(503),
+            count: Some(1),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        env.arm
+            .get_compute(&ws(), "gpu-dsvm")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    env.control
+        .add_fault(&FaultSpec {
+            method: Some("PUT".into()),
+            path_pattern: "/computes/gpu-dsvm$".into(),
+            status: Some(500),
+            count: Some(1),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let err = env
+        .arm
+        .put_compute(&ws(), "gpu-dsvm", &vm_body())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ArmError::Server { status: 500, .. }),
+        "{err:?}"
+    );
+    let log = env.control.requests(None).await.unwrap();
+    let count = |key: &str| log.counts.get(key).copied().unwrap_or_default();
+    assert_eq!(count("Compute_Get 503"), 1, "{:?}", log.counts);
+    assert_eq!(count("Compute_Get 404"), 1, "{:?}", log.counts);
+    assert_eq!(count("Compute_CreateOrUpdate 500"), 1, "{:?}", log.counts);
+    assert_eq!(log.entries.iter().filter(|e| e.method == "PUT").count(), 1);
+}
+
+#[tokio::test]
+async fn list_follows_next_links() {
+    let env = env().await;
+    env.control
+        .update_config(&SettingsPatch {
+            page_size: Some(2),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for i in 0..5 {
+        let body = serde_json::json!({
+            "location": "westeurope",
+            "properties": {"computeType": "DataLakeAnalytics",
+                "resourceId": format!("/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/ml-rg/providers/Microsoft.DataLakeAnalytics/accounts/adla{i}")}
+        });
+        env.control
+            .put_compute("prod-workspace", &format!("adla-{i}x"), &body)
+            .await
+            .unwrap();
+    }
+    env.control.clear_requests().await.unwrap();
+    let all = env.arm.list_computes(&ws()).await.unwrap();
+    assert_eq!(all.len(), 5, "{all:?}");
+    let log = env.control.requests(None).await.unwrap();
+    let pages = log
+        .entries
+        .iter()
+        .filter(|e| e.operation == "Compute_List")
+        .count();
+    assert_eq!(pages, 3, "{:?}", log.entries);
+}
+
+#[tokio::test]
+async fn foreign_operation_urls_are_never_called() {
+    let env = env().await;
+    env.control.clear_requests().await.unwrap();
+    let foreign = "https://example.invalid/subscriptions/00000000-0000-0000-0000-000000000000/providers/Microsoft.MachineLearningServices/locations/westeurope/computeOperationsStatus/1";
+    let err = env.arm.poll_operation(foreign).await.unwrap_err();
+    assert!(
+        matches!(err, ArmError::InvalidOperationUrl { .. }),
+        "{err:?}"
+    );
+    assert!(!err.to_string().contains("computeOperationsStatus"));
+    assert_eq!(env.control.requests(None).await.unwrap().total, 0);
+    // Keep the emulator alive until here.
+    drop(env.emulator);
+    let _ = env.config;
+}
+
+#[tokio::test]
+async fn a_wrong_client_secret_is_a_credential_error() {
+    let env = env_with_secret("not-the-secret").await;
+    let err = env.arm.get_workspace(&ws()).await.unwrap_err();
+    assert!(err.is_credential_problem(), "{err:?}");
+    assert_eq!(err.metric_label(), "credential");
+    assert!(!format!("{err:?}").contains("not-the-secret"));
+}
+
+/// Minimal base64url (no padding) for building an unsigned test assertion.
+fn b64url(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..=chunk.len() {
+            out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn workload_identity_token_through_the_custom_authority() {
+    use azureml_attach::azure::credential::WorkloadIdentityEnv;
+    use azureml_emulator::config::{
+        DEFAULT_FEDERATED_AUDIENCE, DEFAULT_FEDERATED_CLIENT_ID, DEFAULT_FEDERATED_ISSUER,
+        DEFAULT_FEDERATED_SUBJECT,
+    };
+
+    let env = env().await;
+    // The emulator checks the assertion's claims, not its signature (it has no issuer keys).
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = serde_json::json!({
+        "iss": DEFAULT_FEDERATED_ISSUER, "sub": DEFAULT_FEDERATED_SUBJECT,
+        "aud": [DEFAULT_FEDERATED_AUDIENCE], "iat": now, "nbf": now, "exp": now + 3600,
+    });
+    let jwt = format!(
+        "{}.{}.{}",
+        b64url(br#"{"alg":"RS256","typ":"JWT"}"#),
+        b64url(claims.to_string().as_bytes()),
+        b64url(b"not-a-signature")
+    );
+    let dir = std::env::temp_dir().join(format!("arm-client-wi-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let token_file = dir.join("azure-identity-token");
+    std::fs::write(&token_file, jwt).unwrap();
+
+    let factory = CredentialFactory::with_env(
+        &env.config,
+        WorkloadIdentityEnv {
+            client_id: Some(DEFAULT_FEDERATED_CLIENT_ID.to_string()),
+            tenant_id: Some(DEFAULT_TENANT.to_string()),
+            token_file: Some(token_file.clone()),
+        },
+    );
+    let credential = factory
+        .build(
+            &CredentialSpec::OperatorDefault,
+            &env.config.endpoints,
+            None,
+        )
+        .unwrap();
+    let arm = ArmClient::new(&env.config, credential, Arc::new(Throttle::default()), None);
+    env.control.clear_requests().await.unwrap();
+    arm.get_workspace(&ws()).await.unwrap();
+    let log = env.control.requests(None).await.unwrap();
+    let ws_get = log
+        .entries
+        .iter()
+        .find(|e| e.operation == "Workspaces_Get")
+        .unwrap();
+    assert_eq!(
+        ws_get.principal.as_deref(),
+        Some(DEFAULT_FEDERATED_CLIENT_ID)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
