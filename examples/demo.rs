@@ -13,6 +13,7 @@
 mod stack;
 
 use std::{
+    io::IsTerminal,
     path::{Path, PathBuf},
     process::ExitCode,
     time::{Duration, Instant},
@@ -98,10 +99,12 @@ impl Options {
 }
 
 fn step(started: Instant, text: &str) {
-    println!(
-        "\n\x1b[1m==> [{:>3}s] {text}\x1b[0m",
-        started.elapsed().as_secs()
-    );
+    let secs = started.elapsed().as_secs();
+    if std::io::stdout().is_terminal() {
+        println!("\n\x1b[1m==> [{secs:>3}s] {text}\x1b[0m");
+    } else {
+        println!("\n==> [{secs:>3}s] {text}");
+    }
 }
 
 /// Prints each command output line indented.
@@ -119,12 +122,19 @@ fn demo(options: &Options, started: Instant) -> Result<(), StackError> {
         source,
     })?;
 
-    step(started, "starting kube-apiserver, etcd and kube-controller-manager on loopback");
+    step(
+        started,
+        "starting kube-apiserver, etcd and kube-controller-manager on loopback",
+    );
     let env = TestEnv::start().map_err(|err| StackError::Command {
         what: "starting the control plane".into(),
         stderr: err.to_string(),
     })?;
-    println!("    API server {} (Kubernetes {})", env.server_url(), env.versions().kubernetes);
+    println!(
+        "    API server {} (Kubernetes {})",
+        env.server_url(),
+        env.versions().kubernetes
+    );
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -135,7 +145,10 @@ fn demo(options: &Options, started: Instant) -> Result<(), StackError> {
             source,
         })?;
     let result = runtime.block_on(walkthrough(&env, options, &logs, started));
-    step(started, "stopping the operator, the emulator and the control plane");
+    step(
+        started,
+        "stopping the operator, the emulator and the control plane",
+    );
     drop(runtime);
     env.stop();
     println!("    stopped; logs of this run are in {}", logs.display());
@@ -148,11 +161,17 @@ async fn walkthrough(
     logs: &Path,
     started: Instant,
 ) -> Result<(), StackError> {
-    step(started, "starting the Azure ML emulator (its default world matches deploy/samples/)");
+    step(
+        started,
+        "starting the Azure ML emulator (its default world matches deploy/samples/)",
+    );
     let mut emulator = stack::start_emulator(&options.bins, logs)?;
     println!("    {} (CA {})", emulator.url, emulator.ca_file.display());
 
-    step(started, "applying the CRDs (crds/) and the operator's RBAC (deploy/base/rbac.yaml)");
+    step(
+        started,
+        "applying the CRDs (crds/) and the operator's RBAC (deploy/base/rbac.yaml)",
+    );
     stack::apply_crds_and_rbac(env, &options.repo)?;
 
     step(
@@ -170,7 +189,10 @@ async fn walkthrough(
     show(&stack::apply_samples(env, &options.repo)?);
 
     let expected = stack::expected_targets(&options.repo)?;
-    step(started, &format!("waiting until every target ({expected}) is Ready"));
+    step(
+        started,
+        &format!("waiting until every target ({expected}) is Ready"),
+    );
     let wait_started = Instant::now();
     let states = stack::wait_all_ready(
         env,
@@ -188,12 +210,37 @@ async fn walkthrough(
     );
 
     step(started, "kubectl get azureml -A");
-    show(&run("kubectl get azureml -A", kubectl(env).args(["get", "azureml", "-A"]))?);
+    show(&run(
+        "kubectl get azureml -A",
+        kubectl(env).args(["get", "azureml", "-A"]),
+    )?);
+
+    step(
+        started,
+        &format!(
+            "the connection Secret {DELETED_NAME}-connection (key names only; values stay secret)"
+        ),
+    );
+    show(&run(
+        "reading the connection Secret",
+        kubectl(env).args([
+            "get",
+            "secret",
+            &format!("{DELETED_NAME}-connection"),
+            "-n",
+            SAMPLES_NAMESPACE,
+            "-o",
+            "go-template={{range $k, $v := .data}}{{$k}}{{\"\\n\"}}{{end}}",
+        ]),
+    )?);
 
     detach_one(env, &emulator, started)?;
 
     step(started, "kubectl get azureml -A");
-    show(&run("kubectl get azureml -A", kubectl(env).args(["get", "azureml", "-A"]))?);
+    show(&run(
+        "kubectl get azureml -A",
+        kubectl(env).args(["get", "azureml", "-A"]),
+    )?);
 
     if options.once {
         println!("\n    DEMO_ONCE is set: done.");
@@ -207,7 +254,11 @@ fn print_progress(states: &[TargetState]) {
         .iter()
         .map(|s| {
             let ready = if s.ready.is_empty() { "-" } else { &s.ready };
-            let reason = if s.reason.is_empty() { "pending" } else { &s.reason };
+            let reason = if s.reason.is_empty() {
+                "pending"
+            } else {
+                &s.reason
+            };
             format!("{} {ready}/{reason}", s.name)
         })
         .collect();
@@ -219,7 +270,9 @@ fn print_progress(states: &[TargetState]) {
 fn detach_one(env: &TestEnv, emulator: &Emulator, started: Instant) -> Result<(), StackError> {
     step(
         started,
-        &format!("kubectl delete {DELETED_KIND} {DELETED_NAME} -n {SAMPLES_NAMESPACE}  (detach, never delete)"),
+        &format!(
+            "kubectl delete {DELETED_KIND} {DELETED_NAME} -n {SAMPLES_NAMESPACE}  (detach, never delete)"
+        ),
     );
     show(&run(
         "deleting a target",
@@ -239,16 +292,27 @@ fn detach_one(env: &TestEnv, emulator: &Emulator, started: Instant) -> Result<()
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|c| c["workspace"].as_str().is_some_and(|w| w.eq_ignore_ascii_case(WORKSPACE)))
+        .filter(|c| {
+            c["workspace"]
+                .as_str()
+                .is_some_and(|w| w.eq_ignore_ascii_case(WORKSPACE))
+        })
         .filter_map(|c| c["name"].as_str().map(str::to_owned))
         .collect();
     let still_attached = computes.iter().any(|c| c == DELETED_NAME);
     let vm_exists = json_mentions(&state["resources"], DELETED_VM);
     let vm_deleted = json_mentions(&state["deletedResources"], DELETED_VM);
-    println!("    emulator: computes in workspace {WORKSPACE}: {}", computes.join(", "));
+    println!(
+        "    emulator: computes in workspace {WORKSPACE}: {}",
+        computes.join(", ")
+    );
     println!(
         "    emulator: VM dsvm-1 {} (resource registry); underlying resources deleted: {}",
-        if vm_exists { "still exists" } else { "is MISSING" },
+        if vm_exists {
+            "still exists"
+        } else {
+            "is MISSING"
+        },
         state["deletedResources"].as_array().map_or(0, Vec::len)
     );
     if let Some(line) = detach_request(emulator)? {
@@ -262,7 +326,9 @@ fn detach_one(env: &TestEnv, emulator: &Emulator, started: Instant) -> Result<()
             ),
         });
     }
-    println!("    {DELETED_NAME} detached: gone from the workspace, and the VM itself was not touched");
+    println!(
+        "    {DELETED_NAME} detached: gone from the workspace, and the VM itself was not touched"
+    );
     Ok(())
 }
 
@@ -284,13 +350,13 @@ fn detach_request(emulator: &Emulator) -> Result<Option<String>, StackError> {
         .as_array()
         .into_iter()
         .flatten()
+        .rev()
         .filter(|e| e["method"] == "DELETE")
-        .filter(|e| {
+        .find(|e| {
             e["path"]
                 .as_str()
                 .is_some_and(|p| p.ends_with(&format!("/computes/{DELETED_NAME}")))
         })
-        .last()
         .map(|e| {
             format!(
                 "DELETE {}?{} → {}",

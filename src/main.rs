@@ -14,7 +14,11 @@ use azureml_attach::controller::{self, ControllerSettings};
 use azureml_attach::ops::{self, AdminServer, LogFormat, Metrics, Readiness};
 
 #[derive(Parser)]
-#[command(name = "azureml-attach", version, about = "Attach existing Azure compute to Azure ML workspaces, from Kubernetes")]
+#[command(
+    name = "azureml-attach",
+    version,
+    about = "Attach existing Azure compute to Azure ML workspaces, from Kubernetes"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -80,14 +84,23 @@ struct RunArgs {
 /// `90s`, `5m`, `1h`, `250ms`, or bare seconds.
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len()));
-    let n: f64 = num.parse().map_err(|_| format!("invalid duration {s:?} (use e.g. 30s, 5m, 1h)"))?;
+    let (num, unit) = s.split_at(
+        s.find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(s.len()),
+    );
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?} (use e.g. 30s, 5m, 1h)"))?;
     let secs = match unit {
         "" | "s" => n,
         "ms" => n / 1000.0,
         "m" => n * 60.0,
         "h" => n * 3600.0,
-        _ => return Err(format!("invalid duration unit in {s:?} (use ms, s, m or h)")),
+        _ => {
+            return Err(format!(
+                "invalid duration unit in {s:?} (use ms, s, m or h)"
+            ));
+        }
     };
     if !(secs > 0.0 && secs.is_finite()) {
         return Err(format!("duration {s:?} must be positive"));
@@ -110,7 +123,10 @@ fn main() -> std::process::ExitCode {
             }
         },
         Command::Run(args) => {
-            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(r) => r,
                 Err(e) => {
                     eprintln!("error: cannot start the async runtime: {e}");
@@ -140,7 +156,10 @@ fn print_crds(out_dir: Option<PathBuf>) -> Result<(), Box<dyn std::error::Error>
             std::fs::create_dir_all(&dir)?;
             for crd in crds {
                 let name = crd.metadata.name.clone().unwrap_or_default();
-                std::fs::write(dir.join(format!("{name}.yaml")), serde_yaml::to_string(&crd)?)?;
+                std::fs::write(
+                    dir.join(format!("{name}.yaml")),
+                    serde_yaml::to_string(&crd)?,
+                )?;
             }
         }
     }
@@ -194,8 +213,14 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     });
 
     if args.leader_elect {
-        let identity = std::env::var("POD_NAME").unwrap_or_else(|_| format!("azureml-attach-{}", std::process::id()));
-        let lease = controller::leader::Lease::new(client.clone(), &args.lease_namespace, "azureml-attach", &identity);
+        let identity = std::env::var("POD_NAME")
+            .unwrap_or_else(|_| format!("azureml-attach-{}", std::process::id()));
+        let lease = controller::leader::Lease::new(
+            client.clone(),
+            &args.lease_namespace,
+            "azureml-attach",
+            &identity,
+        );
         tracing::info!(namespace = %args.lease_namespace, identity, "waiting for leadership");
         tokio::select! {
             r = lease.acquire() => r?,
@@ -225,7 +250,12 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
 fn settings(args: &RunArgs) -> ControllerSettings {
     ControllerSettings {
         resync: args.resync_period,
-        namespaces: args.watch_namespaces.iter().filter(|n| !n.trim().is_empty()).cloned().collect(),
+        namespaces: args
+            .watch_namespaces
+            .iter()
+            .filter(|n| !n.trim().is_empty())
+            .cloned()
+            .collect(),
         concurrency: args.concurrency.max(1),
     }
 }

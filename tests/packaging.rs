@@ -12,6 +12,10 @@ use std::{
     sync::OnceLock,
 };
 
+#[allow(dead_code)] // shared with examples/demo.rs, which uses all of it
+#[path = "../examples/demo/stack.rs"]
+mod stack;
+
 use serde::Deserialize as _;
 use serde_yaml::Value;
 use testenv::TestEnv;
@@ -28,7 +32,10 @@ fn chart() -> PathBuf {
 /// Output of a command that must succeed; panics with its stderr otherwise.
 fn run_ok(what: &str, cmd: &mut Command, stdin: Option<&str>) -> String {
     let (ok, stdout, stderr) = run(cmd, stdin);
-    assert!(ok, "{what} failed:\n--- stderr ---\n{stderr}\n--- stdout ---\n{stdout}");
+    assert!(
+        ok,
+        "{what} failed:\n--- stderr ---\n{stderr}\n--- stdout ---\n{stdout}"
+    );
     stdout
 }
 
@@ -40,10 +47,16 @@ fn run_err(what: &str, cmd: &mut Command, stdin: Option<&str>) -> String {
 }
 
 fn run(cmd: &mut Command, stdin: Option<&str>) -> (bool, String, String) {
-    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
     if let Some(input) = stdin {
         let mut pipe = child.stdin.take().unwrap();
         pipe.write_all(input.as_bytes()).unwrap();
@@ -63,7 +76,6 @@ fn documents(yaml: &str) -> Vec<Value> {
         .filter(|v| !v.is_null())
         .collect()
 }
-
 
 fn kind(doc: &Value) -> &str {
     doc["kind"].as_str().unwrap_or_default()
@@ -145,7 +157,11 @@ fn apply_server_side(env: &TestEnv, what: &str, manifests: &str) -> String {
 
 /// Creates the Deployment's pod template as a Pod with `dryRun=All` in `namespace`, so the
 /// Pod Security admission plugin judges exactly what the Deployment would run.
-fn create_pod_dry_run(env: &TestEnv, deployment: &Value, namespace: &str) -> Result<String, String> {
+fn create_pod_dry_run(
+    env: &TestEnv,
+    deployment: &Value,
+    namespace: &str,
+) -> Result<String, String> {
     let template = &deployment["spec"]["template"];
     let mut pod = serde_yaml::Mapping::new();
     pod.insert("apiVersion".into(), "v1".into());
@@ -154,7 +170,10 @@ fn create_pod_dry_run(env: &TestEnv, deployment: &Value, namespace: &str) -> Res
     meta.insert("name".into(), "pod-template-dry-run".into());
     meta.insert("namespace".into(), namespace.into());
     meta.insert("labels".into(), template["metadata"]["labels"].clone());
-    meta.insert("annotations".into(), template["metadata"]["annotations"].clone());
+    meta.insert(
+        "annotations".into(),
+        template["metadata"]["annotations"].clone(),
+    );
     pod.insert("metadata".into(), Value::Mapping(meta));
     pod.insert("spec".into(), template["spec"].clone());
     let yaml = serde_yaml::to_string(&Value::Mapping(pod)).unwrap();
@@ -176,7 +195,10 @@ fn assert_restricted_is_enforced(env: &TestEnv, namespace: &str) {
         kubectl(env).args(["create", "--dry-run=server", "-f", "-"]),
         Some(&pod),
     );
-    assert!(err.contains("violates PodSecurity"), "unexpected refusal: {err}");
+    assert!(
+        err.contains("violates PodSecurity"),
+        "unexpected refusal: {err}"
+    );
 }
 
 /// Installs the CRDs from `crds/` once per test binary and waits until they are served.
@@ -192,14 +214,9 @@ fn install_crds(env: &TestEnv) {
         );
         run_ok(
             "waiting for the CRDs",
-            kubectl(env).args([
-                "wait",
-                "--for=condition=Established",
-                "--timeout=60s",
-                "crd",
-                "-l",
-                "app.kubernetes.io/part-of=azureml-attach",
-            ]),
+            kubectl(env)
+                .args(["wait", "--for=condition=Established", "--timeout=60s", "-f"])
+                .arg(repo().join("crds")),
             None,
         );
     });
@@ -211,7 +228,11 @@ fn normalized_rules(role: &Value) -> BTreeSet<String> {
     let set = |v: &Value| -> Vec<String> {
         let mut items: Vec<String> = v
             .as_sequence()
-            .map(|s| s.iter().map(|i| i.as_str().unwrap_or_default().to_owned()).collect())
+            .map(|s| {
+                s.iter()
+                    .map(|i| i.as_str().unwrap_or_default().to_owned())
+                    .collect()
+            })
             .unwrap_or_default();
         items.sort();
         items
@@ -252,14 +273,24 @@ fn helm_lint_is_clean() {
         None,
     );
     assert!(out.contains("0 chart(s) failed"), "{out}");
-    assert!(!out.contains("[WARNING]") && !out.contains("[ERROR]"), "{out}");
+    assert!(
+        !out.contains("[WARNING]") && !out.contains("[ERROR]"),
+        "{out}"
+    );
     let values = chart().join("ci/nondefault-values.yaml");
     let out = run_ok(
         "helm lint --strict with non-default values",
-        env.helm().args(["lint", "--strict"]).arg(chart()).arg("--values").arg(values),
+        env.helm()
+            .args(["lint", "--strict"])
+            .arg(chart())
+            .arg("--values")
+            .arg(values),
         None,
     );
-    assert!(!out.contains("[WARNING]") && !out.contains("[ERROR]"), "{out}");
+    assert!(
+        !out.contains("[WARNING]") && !out.contains("[ERROR]"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -271,11 +302,16 @@ fn chart_rbac_equals_deploy_base_rbac_and_has_no_wildcards() {
         None,
     );
     let chart_docs = documents(&rendered);
-    let base_docs = documents(&std::fs::read_to_string(repo().join("deploy/base/rbac.yaml")).unwrap());
+    let base_docs =
+        documents(&std::fs::read_to_string(repo().join("deploy/base/rbac.yaml")).unwrap());
     for kind_ in ["ClusterRole", "Role"] {
         let ours: Vec<&Value> = chart_docs.iter().filter(|d| kind(d) == kind_).collect();
         let theirs: Vec<&Value> = base_docs.iter().filter(|d| kind(d) == kind_).collect();
-        assert_eq!(ours.len(), theirs.len(), "number of {kind_}s: chart vs deploy/base/rbac.yaml");
+        assert_eq!(
+            ours.len(),
+            theirs.len(),
+            "number of {kind_}s: chart vs deploy/base/rbac.yaml"
+        );
         for (a, b) in ours.iter().zip(&theirs) {
             assert_no_wildcards(a);
             assert_eq!(
@@ -287,11 +323,19 @@ fn chart_rbac_equals_deploy_base_rbac_and_has_no_wildcards() {
     }
     // With the conventional release name the chart's names match deploy/base.
     let sa = find(&chart_docs, "ServiceAccount");
-    assert_eq!(sa["metadata"]["name"], find(&base_docs, "ServiceAccount")["metadata"]["name"]);
+    assert_eq!(
+        sa["metadata"]["name"],
+        find(&base_docs, "ServiceAccount")["metadata"]["name"]
+    );
 }
 
 /// Renders, applies (server side) and checks the pod template against `restricted`.
-fn apply_chart_and_check(env: &TestEnv, release: &str, sets: &[&str], values: Option<&Path>) -> Vec<Value> {
+fn apply_chart_and_check(
+    env: &TestEnv,
+    release: &str,
+    sets: &[&str],
+    values: Option<&Path>,
+) -> Vec<Value> {
     let ns = restricted_namespace(env, release);
     let rendered = run_ok(
         "helm template",
@@ -333,7 +377,11 @@ fn chart_with_default_values_applies_and_passes_restricted() {
     assert!(args.contains(&"--cloud=AzurePublic".to_owned()), "{args:?}");
     assert!(!args.iter().any(|a| a == "--leader-elect"), "{args:?}");
     assert!(docs.iter().any(|d| kind(d) == "CustomResourceDefinition"));
-    assert!(!docs.iter().any(|d| kind(d) == "ServiceMonitor" || kind(d) == "PodDisruptionBudget"));
+    assert!(
+        !docs
+            .iter()
+            .any(|d| kind(d) == "ServiceMonitor" || kind(d) == "PodDisruptionBudget")
+    );
 }
 
 /// Minimal stand-in for the prometheus-operator CRD, so the ServiceMonitor can be applied.
@@ -384,13 +432,26 @@ fn chart_with_non_default_values_applies_and_passes_restricted() {
         "--log-format=text",
         "--leader-elect",
     ] {
-        assert!(args.iter().any(|a| a == expected), "missing {expected} in {args:?}");
+        assert!(
+            args.iter().any(|a| a == expected),
+            "missing {expected} in {args:?}"
+        );
     }
     let pod = &deployment["spec"]["template"];
-    assert_eq!(pod["metadata"]["labels"]["azure.workload.identity/use"], "true");
-    assert_eq!(pod["metadata"]["annotations"]["example.com/team"], "ml-platform");
+    assert_eq!(
+        pod["metadata"]["labels"]["azure.workload.identity/use"],
+        "true"
+    );
+    assert_eq!(
+        pod["metadata"]["annotations"]["example.com/team"],
+        "ml-platform"
+    );
     assert_eq!(pod["spec"]["nodeSelector"]["agentpool"], "system");
-    assert!(pod["spec"]["tolerations"].as_sequence().is_some_and(|t| !t.is_empty()));
+    assert!(
+        pod["spec"]["tolerations"]
+            .as_sequence()
+            .is_some_and(|t| !t.is_empty())
+    );
     assert!(pod["spec"]["affinity"]["podAntiAffinity"].is_mapping());
     let ca_volume = pod["spec"]["volumes"]
         .as_sequence()
@@ -423,7 +484,10 @@ fn values_schema_refuses_bad_values_with_the_field_name() {
         ("controller.logFormat=xml", "logFormat"),
         ("controller.resyncPeriod=5 minutes", "resyncPeriod"),
         ("azure.cloud=Mars", "cloud"),
-        ("azure.armEndpoint=http://insecure.example.com", "armEndpoint"),
+        (
+            "azure.armEndpoint=http://insecure.example.com",
+            "armEndpoint",
+        ),
         ("controller.adminPort=70000", "adminPort"),
         ("unknownKey=1", "unknownKey"),
     ] {
@@ -433,16 +497,26 @@ fn values_schema_refuses_bad_values_with_the_field_name() {
             None,
         );
         assert!(
-            err.contains("values don't meet the specifications of the schema") && err.contains(field),
+            err.contains("values don't meet the specifications of the schema")
+                && err.contains(field),
             "--set {set}: the error does not name {field}:\n{err}"
         );
     }
     // Combinations the schema cannot phrase well fail in the templates, with a sentence.
     for (sets, words) in [
-        (&["azure.cloud=Custom"][..], "azure.cloud=Custom needs azure.armEndpoint"),
-        (&["workloadIdentity.enabled=true"][..], "workloadIdentity.clientId"),
         (
-            &["azure.extraCA.configMap.name=a", "azure.extraCA.secret.name=b"][..],
+            &["azure.cloud=Custom"][..],
+            "azure.cloud=Custom needs azure.armEndpoint",
+        ),
+        (
+            &["workloadIdentity.enabled=true"][..],
+            "workloadIdentity.clientId",
+        ),
+        (
+            &[
+                "azure.extraCA.configMap.name=a",
+                "azure.extraCA.secret.name=b",
+            ][..],
             "not both",
         ),
         (
@@ -455,7 +529,10 @@ fn values_schema_refuses_bad_values_with_the_field_name() {
             &mut helm_template(env, "pkg-bad", "default", sets, None),
             None,
         );
-        assert!(err.contains(words), "--set {sets:?}: expected {words:?} in:\n{err}");
+        assert!(
+            err.contains(words),
+            "--set {sets:?}: expected {words:?} in:\n{err}"
+        );
     }
 }
 
@@ -464,16 +541,29 @@ fn kustomize_base_applies_and_passes_restricted() {
     let env = TestEnv::global();
     let rendered = run_ok(
         "kubectl kustomize deploy/base",
-        kubectl(env).arg("kustomize").arg(repo().join("deploy/base")),
+        kubectl(env)
+            .arg("kustomize")
+            .arg(repo().join("deploy/base")),
         None,
     );
     let docs = documents(&rendered);
-    for kind_ in ["Namespace", "CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment", "Service"] {
+    for kind_ in [
+        "Namespace",
+        "CustomResourceDefinition",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Deployment",
+        "Service",
+    ] {
         find(&docs, kind_);
     }
     let namespace = find(&docs, "Namespace");
     assert_eq!(namespace["metadata"]["name"], "azureml-attach-system");
-    assert_eq!(namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"], "restricted");
+    assert_eq!(
+        namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"],
+        "restricted"
+    );
     apply_server_side(env, "applying deploy/base", &rendered);
     let deployment = find(&docs, "Deployment");
     // In the base's own namespace (labelled restricted by the base) and in a fresh one.
@@ -482,6 +572,11 @@ fn kustomize_base_applies_and_passes_restricted() {
         panic!("deploy/base's pod template is refused in its restricted namespace:\n{err}");
     }
     let ns = restricted_namespace(env, "pkg-kustomize");
+    run_ok(
+        "creating the ServiceAccount",
+        kubectl(env).args(["create", "serviceaccount", "azureml-attach", "-n", &ns]),
+        None,
+    );
     if let Err(err) = create_pod_dry_run(env, deployment, &ns) {
         panic!("deploy/base's pod template is refused in a restricted namespace:\n{err}");
     }
@@ -517,7 +612,10 @@ fn every_sample_is_accepted_by_the_api_server() {
     let env = TestEnv::global();
     install_crds(env);
     let files = sample_files();
-    assert!(files.len() >= 7, "expected the namespace, the workspace and five targets: {files:?}");
+    assert!(
+        files.len() >= 7,
+        "expected the namespace, the workspace and five targets: {files:?}"
+    );
     let mut kinds = BTreeSet::new();
     for file in &files {
         let text = std::fs::read_to_string(file).unwrap();
@@ -544,8 +642,92 @@ fn every_sample_is_accepted_by_the_api_server() {
         "DatabricksTarget",
         "DataLakeAnalyticsTarget",
     ] {
-        assert!(kinds.contains(expected), "no {expected} in deploy/samples/ (have {kinds:?})");
+        assert!(
+            kinds.contains(expected),
+            "no {expected} in deploy/samples/ (have {kinds:?})"
+        );
     }
+}
+
+/// The samples, unchanged, reach Ready against the emulator's default world with the operator
+/// running as its ServiceAccount (deploy/base/rbac.yaml). Same code path as `make demo`.
+#[test]
+fn every_sample_reaches_ready_against_the_emulator() {
+    let env = TestEnv::global();
+    let dir = env.dir().join("samples-ready");
+    std::fs::create_dir_all(&dir).unwrap();
+    let bins = stack::Binaries {
+        operator: PathBuf::from(env!("CARGO_BIN_EXE_azureml-attach")),
+        emulator: emulator_binary(),
+    };
+    block_on(async {
+        let emulator = stack::start_emulator(&bins, &dir).unwrap();
+        stack::apply_crds_and_rbac(env, &repo()).unwrap();
+        let mut operator = stack::start_operator(env, &bins, &emulator, &dir)
+            .await
+            .unwrap();
+        stack::apply_samples(env, &repo()).unwrap();
+        let expected = stack::expected_targets(&repo()).unwrap();
+        assert_eq!(expected, 5, "one target of every kind");
+        let states = stack::wait_all_ready(
+            env,
+            stack::SAMPLES_NAMESPACE,
+            expected,
+            std::time::Duration::from_secs(240),
+            &mut operator,
+            |states| eprintln!("{states:?}"),
+        )
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+        let kinds: BTreeSet<&str> = states.iter().map(|s| s.kind.as_str()).collect();
+        assert_eq!(
+            kinds.len(),
+            6,
+            "the workspace and five target kinds: {states:?}"
+        );
+        // The connection Secret the VM sample asks for is written, with the ids in it.
+        let keys = run_ok(
+            "reading the connection Secret",
+            kubectl(env).args([
+                "get",
+                "secret",
+                "gpu-dsvm-connection",
+                "-n",
+                stack::SAMPLES_NAMESPACE,
+                "-o",
+                "go-template={{range $k, $v := .data}}{{$k}} {{end}}",
+            ]),
+            None,
+        );
+        assert!(!keys.trim().is_empty(), "empty connection Secret");
+        drop(operator);
+        drop(emulator);
+    });
+}
+
+/// `azureml-emulator` next to this test's binary, built first if needed (another package's
+/// binary has no `CARGO_BIN_EXE_*`; cargo allows a nested build while tests run).
+fn emulator_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let target_profile_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    run_ok(
+        "building azureml-emulator",
+        Command::new(cargo)
+            .args([
+                "build",
+                "--locked",
+                "-p",
+                "azureml-emulator",
+                "--bin",
+                "azureml-emulator",
+            ])
+            .current_dir(repo()),
+        None,
+    );
+    let bin = target_profile_dir.join("azureml-emulator");
+    assert!(bin.exists(), "{} was not built", bin.display());
+    bin
 }
 
 /// Runs `make demo` the way a user does (through hack/demo.sh) with `DEMO_ONCE=1`.
@@ -563,11 +745,16 @@ fn make_demo_once_shows_every_sample_ready() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "make demo failed:\n{stdout}\n{stderr}");
+    assert!(
+        out.status.success(),
+        "make demo failed:\n{stdout}\n{stderr}"
+    );
     assert!(stdout.contains("every target is Ready"), "{stdout}");
     for name in ["gpu-dsvm", "spark-hdi", "batch-pool", "dbw", "adla"] {
         assert!(
-            stdout.lines().any(|l| l.contains(name) && l.contains("True")),
+            stdout
+                .lines()
+                .any(|l| l.contains(name) && l.contains("True")),
             "{name} is not shown Ready:\n{stdout}"
         );
     }

@@ -13,7 +13,10 @@ use serde_json::json;
 const WS: &str = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/ml-rg/providers/Microsoft.MachineLearningServices/workspaces/prod-workspace";
 
 fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 async fn run(
@@ -93,8 +96,21 @@ fn main() {
         let token = control.default_token().await.expect("token");
         let secs = env_num("BENCH_SECS", 5);
         let concurrency = env_num("BENCH_CONCURRENCY", 64);
-        // A few HTTP/2 connections (each reqwest client opens its own).
-        let clients: Vec<reqwest::Client> = (0..4).map(|_| emu.http_client().expect("client")).collect();
+        // HTTP/1.1 with a keep-alive pool (one connection per in-flight request) by default;
+        // BENCH_HTTP2=1: four HTTP/2 connections.
+        let http2 = std::env::var("BENCH_HTTP2").is_ok_and(|v| v == "1");
+        let clients: Vec<reqwest::Client> = if http2 {
+            (0..4).map(|_| emu.http_client().expect("client")).collect()
+        } else {
+            let cert = reqwest::Certificate::from_pem(emu.ca_pem().as_bytes()).expect("ca");
+            vec![reqwest::Client::builder()
+                .tls_certs_only([cert])
+                .http1_only()
+                .pool_max_idle_per_host(256)
+                .build()
+                .expect("client")]
+        };
+        println!("protocol: {}", if http2 { "HTTP/2 (4 connections)" } else { "HTTP/1.1 (pooled)" });
         // Warm up connections.
         run("warm-up GET", &clients, &token, emu.base_url(), concurrency, 1, false).await;
         control.clear_requests().await.expect("clear");

@@ -52,7 +52,14 @@ impl App {
         let mut inner = Inner::new(cfg);
         let now = Utc::now();
         for seed in &cfg.computes {
-            if let Err(e) = arm::seed_compute(&mut inner, specs, &seed.workspace, &seed.name, &seed.body, now) {
+            if let Err(e) = arm::seed_compute(
+                &mut inner,
+                specs,
+                &seed.workspace,
+                &seed.name,
+                &seed.body,
+                now,
+            ) {
                 tracing::warn!(compute = %seed.name, error = %e.message, "ignoring invalid seed compute");
             }
         }
@@ -93,18 +100,18 @@ fn decode(seg: &str) -> String {
 impl Route {
     /// Classify a request path (fixed segments are case-insensitive, like ARM).
     pub fn classify(path: &str) -> Self {
-        let segs: Vec<String> = path
-            .trim_matches('/')
-            .split('/')
-            .map(decode)
-            .collect();
+        let segs: Vec<String> = path.trim_matches('/').split('/').map(decode).collect();
         let s: Vec<&str> = segs.iter().map(String::as_str).collect();
         let eq = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
         match s.as_slice() {
-            [tenant, o, v, t] if eq(o, "oauth2") && eq(v, "v2.0") && eq(t, "token") => Route::Token {
-                tenant: (*tenant).to_owned(),
-            },
-            [m, i, o, t] if eq(m, "metadata") && eq(i, "identity") && eq(o, "oauth2") && eq(t, "token") => {
+            [tenant, o, v, t] if eq(o, "oauth2") && eq(v, "v2.0") && eq(t, "token") => {
+                Route::Token {
+                    tenant: (*tenant).to_owned(),
+                }
+            }
+            [m, i, o, t]
+                if eq(m, "metadata") && eq(i, "identity") && eq(o, "oauth2") && eq(t, "token") =>
+            {
                 Route::Imds
             }
             [first, ..] if eq(first, "subscriptions") => arm::ArmRoute::classify(&s)
@@ -136,7 +143,12 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
     let operation = route.operation(&parts.method);
     let fault = {
         let mut inner = app.lock();
-        faults::trigger(&mut inner.faults, parts.method.as_str(), &path, fastrand::f64)
+        faults::trigger(
+            &mut inner.faults,
+            parts.method.as_str(),
+            &path,
+            fastrand::f64,
+        )
     };
     let mut resp = 'answer: {
         if let Some(f) = fault {
@@ -149,7 +161,8 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
                 break 'answer r;
             }
             if let Some(status) = f.status {
-                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                let status =
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
                 let code = f.code.unwrap_or_else(|| code_for_status(status).to_owned());
                 let mut e = ArmError::new(status, code, "Injected by an emulator fault rule.");
                 e.retry_after = f.retry_after;
@@ -200,7 +213,8 @@ fn process(app: &App, parts: &Parts, route: &Route, body: &[u8]) -> Response {
             resp
         }
         Route::Imds => {
-            let (mut resp, principal) = entra::imds_token(&inner, &origin, &parts.headers, parts.uri.query());
+            let (mut resp, principal) =
+                entra::imds_token(&inner, &origin, &parts.headers, parts.uri.query());
             if let Some(p) = principal {
                 resp.extensions_mut().insert(Principal(p));
             }
@@ -236,7 +250,9 @@ fn finish(app: &App, parts: &Parts, operation: &str, resp: &mut Response) {
             .headers
             .get("x-ms-correlation-request-id")
             .cloned()
-            .unwrap_or_else(|| HeaderValue::from_str(&request_id).unwrap_or(HeaderValue::from_static("0")));
+            .unwrap_or_else(|| {
+                HeaderValue::from_str(&request_id).unwrap_or(HeaderValue::from_static("0"))
+            });
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             h.insert("x-ms-request-id", v.clone());
             h.insert("x-ms-routing-request-id", v);
@@ -248,7 +264,10 @@ fn finish(app: &App, parts: &Parts, operation: &str, resp: &mut Response) {
         h.insert("cache-control", HeaderValue::from_static("no-cache"));
         h.insert("pragma", HeaderValue::from_static("no-cache"));
         h.insert("expires", HeaderValue::from_static("-1"));
-        h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+        h.insert(
+            "x-content-type-options",
+            HeaderValue::from_static("nosniff"),
+        );
         h.insert(
             "strict-transport-security",
             HeaderValue::from_static("max-age=31536000; includeSubDomains"),

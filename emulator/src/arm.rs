@@ -23,8 +23,12 @@ use crate::throttle::{Decision, OpClass};
 use crate::validate::{COMPUTE_NAME_PATTERN_2026, Options, Specs};
 
 /// api-versions the emulator serves: the two newest stable ones and those in the recordings.
-pub const SUPPORTED_API_VERSIONS: [&str; 4] =
-    ["2026-07-01", "2025-12-01", "2024-04-01", "2022-10-01-preview"];
+pub const SUPPORTED_API_VERSIONS: [&str; 4] = [
+    "2026-07-01",
+    "2025-12-01",
+    "2024-04-01",
+    "2022-10-01-preview",
+];
 
 const ML_PROVIDER: &str = "Microsoft.MachineLearningServices";
 const REQUEST_CONTEXT: &str = "appId=cid-v1:2d2e8e63-272e-4b3c-8598-4ee570a0e70d";
@@ -92,27 +96,42 @@ impl ArmRoute {
         let o = |x: &str| x.to_owned();
         match s {
             [_, sub, p, ns, l, loc, c, id]
-                if eq(p, "providers") && eq(ns, ML_PROVIDER) && eq(l, "locations") && eq(c, "computeOperationsStatus") =>
+                if eq(p, "providers")
+                    && eq(ns, ML_PROVIDER)
+                    && eq(l, "locations")
+                    && eq(c, "computeOperationsStatus") =>
             {
-                Some(Self::OperationStatus { sub: o(sub), location: o(loc), id: o(id) })
+                Some(Self::OperationStatus {
+                    sub: o(sub),
+                    location: o(loc),
+                    id: o(id),
+                })
             }
             [_, sub, g, rg, p, ns, w, ws, rest @ ..]
-                if eq(g, "resourceGroups") && eq(p, "providers") && eq(ns, ML_PROVIDER) && eq(w, "workspaces") =>
+                if eq(g, "resourceGroups")
+                    && eq(p, "providers")
+                    && eq(ns, ML_PROVIDER)
+                    && eq(w, "workspaces") =>
             {
                 let (sub, rg, ws) = (o(sub), o(rg), o(ws));
                 match rest {
                     [] => Some(Self::Workspace { sub, rg, ws }),
                     [c] if eq(c, "computes") => Some(Self::ComputeList { sub, rg, ws }),
-                    [c, name] if eq(c, "computes") && !name.is_empty() => {
-                        Some(Self::Compute { sub, rg, ws, name: o(name) })
-                    }
-                    [c, name, action] if eq(c, "computes") && !name.is_empty() => Some(Self::ComputeAction {
+                    [c, name] if eq(c, "computes") && !name.is_empty() => Some(Self::Compute {
                         sub,
                         rg,
                         ws,
                         name: o(name),
-                        action: o(action),
                     }),
+                    [c, name, action] if eq(c, "computes") && !name.is_empty() => {
+                        Some(Self::ComputeAction {
+                            sub,
+                            rg,
+                            ws,
+                            name: o(name),
+                            action: o(action),
+                        })
+                    }
                     _ => None,
                 }
             }
@@ -140,14 +159,16 @@ impl ArmRoute {
             (Self::Compute { .. }, "PUT") => "Compute_CreateOrUpdate",
             (Self::Compute { .. }, "PATCH") => "Compute_Update",
             (Self::Compute { .. }, "DELETE") => "Compute_Delete",
-            (Self::ComputeAction { action, .. }, "POST") => match action.to_ascii_lowercase().as_str() {
-                "listkeys" => "Compute_ListKeys",
-                "listnodes" => "Compute_ListNodes",
-                "start" => "Compute_Start",
-                "stop" => "Compute_Stop",
-                "restart" => "Compute_Restart",
-                _ => "NotFound",
-            },
+            (Self::ComputeAction { action, .. }, "POST") => {
+                match action.to_ascii_lowercase().as_str() {
+                    "listkeys" => "Compute_ListKeys",
+                    "listnodes" => "Compute_ListNodes",
+                    "start" => "Compute_Start",
+                    "stop" => "Compute_Stop",
+                    "restart" => "Compute_Restart",
+                    _ => "NotFound",
+                }
+            }
             (Self::OperationStatus { .. }, "GET") => "ComputeOperationsStatus_Get",
             _ => "MethodNotAllowed",
         }
@@ -198,9 +219,13 @@ pub fn handle(
     let principal = claims.appid.clone();
     let class = OpClass::of_method(&parts.method);
     let throttling = inner.settings.throttling.clone();
-    let decision = inner
-        .throttle
-        .take(&throttling, route.subscription(), &principal, class, Instant::now());
+    let decision = inner.throttle.take(
+        &throttling,
+        route.subscription(),
+        &principal,
+        class,
+        Instant::now(),
+    );
     let mut resp = match decision {
         Decision::Throttled { retry_after_secs } => {
             let mut e = ArmError::new(
@@ -216,7 +241,8 @@ pub fn handle(
             );
             e.retry_after = Some(retry_after_secs);
             let mut r = e.into_response();
-            r.headers_mut().insert(class.header(), HeaderValue::from(0u32));
+            r.headers_mut()
+                .insert(class.header(), HeaderValue::from(0u32));
             r
         }
         Decision::Allowed { remaining } => {
@@ -253,7 +279,8 @@ pub fn handle(
                     }
                 }
             };
-            r.headers_mut().insert(class.header(), HeaderValue::from(remaining));
+            r.headers_mut()
+                .insert(class.header(), HeaderValue::from(remaining));
             r
         }
     };
@@ -316,22 +343,32 @@ fn dispatch(
                 _ => Err(method_not_allowed(method)),
             }
         }
-        ArmRoute::ComputeAction { sub, rg, ws, name, action } => {
+        ArmRoute::ComputeAction {
+            sub,
+            rg,
+            ws,
+            name,
+            action,
+        } => {
             let wi = find_workspace(ctx, inner, sub, rg, ws)?;
             check_compute_name(ctx, name)?;
             if method != Method::POST {
                 return Err(method_not_allowed(method));
             }
             let action = action.to_ascii_lowercase();
-            if !matches!(action.as_str(), "listkeys" | "listnodes" | "start" | "stop" | "restart") {
+            if !matches!(
+                action.as_str(),
+                "listkeys" | "listnodes" | "start" | "stop" | "restart"
+            ) {
                 return Err(not_found_path(ctx.path));
             }
             let rec = find_compute(inner, wi, name, rg)?;
             match action.as_str() {
                 "listkeys" => Ok(json_response(StatusCode::OK, &compute::secrets_body(rec))),
-                "listnodes" if rec.compute_type == "AmlCompute" => {
-                    Ok(json_response(StatusCode::OK, &json!({ "nodes": [], "nextLink": null })))
-                }
+                "listnodes" if rec.compute_type == "AmlCompute" => Ok(json_response(
+                    StatusCode::OK,
+                    &json!({ "nodes": [], "nextLink": null }),
+                )),
                 "start" | "stop" | "restart" if rec.compute_type == "ComputeInstance" => {
                     Ok(empty_response(StatusCode::ACCEPTED))
                 }
@@ -368,7 +405,13 @@ fn invalid_param(target: &str, message: String) -> ArmError {
 }
 
 /// Validate the path's parameters and find the workspace (ARM's 400/404 order).
-fn find_workspace(ctx: &Ctx<'_>, inner: &Inner, sub: &str, rg: &str, ws: &str) -> Result<usize, ArmError> {
+fn find_workspace(
+    ctx: &Ctx<'_>,
+    inner: &Inner,
+    sub: &str,
+    rg: &str,
+    ws: &str,
+) -> Result<usize, ArmError> {
     // Recordings use sanitized, non-GUID subscription ids; accept any id the world knows.
     if !inner.subscription_known(sub) && uuid::Uuid::parse_str(sub).is_err() {
         return Err(ArmError::bad_request(
@@ -408,32 +451,56 @@ fn find_workspace(ctx: &Ctx<'_>, inner: &Inner, sub: &str, rg: &str, ws: &str) -
 
 fn check_compute_name(ctx: &Ctx<'_>, name: &str) -> Result<(), ArmError> {
     // Only 2026-07-01 declares a computeName pattern (CONTRACT §1, §7).
-    if ctx.api_version == "2026-07-01" && !ctx.app.specs.matches_pattern(COMPUTE_NAME_PATTERN_2026, name) {
+    if ctx.api_version == "2026-07-01"
+        && !ctx
+            .app
+            .specs
+            .matches_pattern(COMPUTE_NAME_PATTERN_2026, name)
+    {
         return Err(invalid_param(
             "computeName",
-            format!("The parameter 'computeName' with value '{name}' does not match the pattern '{COMPUTE_NAME_PATTERN_2026}'."),
+            format!(
+                "The parameter 'computeName' with value '{name}' does not match the pattern '{COMPUTE_NAME_PATTERN_2026}'."
+            ),
         ));
     }
     Ok(())
 }
 
-fn find_compute<'i>(inner: &'i Inner, wi: usize, name: &str, rg: &str) -> Result<&'i ComputeRecord, ArmError> {
+fn find_compute<'i>(
+    inner: &'i Inner,
+    wi: usize,
+    name: &str,
+    rg: &str,
+) -> Result<&'i ComputeRecord, ArmError> {
     let key = inner.compute_key(wi, name);
-    inner.computes.get(&key).ok_or_else(|| compute_not_found(inner, wi, name, rg))
+    inner
+        .computes
+        .get(&key)
+        .ok_or_else(|| compute_not_found(inner, wi, name, rg))
 }
 
 fn compute_not_found(inner: &Inner, wi: usize, name: &str, rg: &str) -> ArmError {
-    let ws = inner.workspaces.get(wi).map(|w| w.name.as_str()).unwrap_or("");
+    let ws = inner
+        .workspaces
+        .get(wi)
+        .map(|w| w.name.as_str())
+        .unwrap_or("");
     ArmError::new(
         StatusCode::NOT_FOUND,
         "ResourceNotFound",
-        format!("The Resource '{ML_PROVIDER}/workspaces/{ws}/computes/{name}' under resource group '{rg}' was not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix"),
+        format!(
+            "The Resource '{ML_PROVIDER}/workspaces/{ws}/computes/{name}' under resource group '{rg}' was not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix"
+        ),
     )
 }
 
 fn workspace_body(inner: &Inner, wi: usize) -> Value {
     let ws = &inner.workspaces[wi];
-    let workspace_id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, ws.id().to_ascii_lowercase().as_bytes());
+    let workspace_id = uuid::Uuid::new_v5(
+        &uuid::Uuid::NAMESPACE_URL,
+        ws.id().to_ascii_lowercase().as_bytes(),
+    );
     json!({
         "id": ws.id(),
         "name": ws.name,
@@ -464,8 +531,11 @@ fn list_computes(ctx: &Ctx<'_>, inner: &Inner, wi: usize) -> Result<Response, Ar
                 .ok()
                 .and_then(|b| String::from_utf8(b).ok())
                 .ok_or_else(|| {
-                    ArmError::bad_request("InvalidSkipToken", format!("The $skip token '{token}' is not valid."))
-                        .with_target("$skip")
+                    ArmError::bad_request(
+                        "InvalidSkipToken",
+                        format!("The $skip token '{token}' is not valid."),
+                    )
+                    .with_target("$skip")
                 })?;
             Bound::Excluded((ws_key.clone(), last))
         }
@@ -491,7 +561,10 @@ fn list_computes(ctx: &Ctx<'_>, inner: &Inner, wi: usize) -> Result<Response, Ar
         let token = URL_SAFE_NO_PAD.encode(last.as_bytes());
         obj.insert(
             "nextLink".into(),
-            json!(format!("{}{}?api-version={}&$skip={token}", ctx.base, ctx.path, ctx.api_version)),
+            json!(format!(
+                "{}{}?api-version={}&$skip={token}",
+                ctx.base, ctx.path, ctx.api_version
+            )),
         );
     }
     Ok(json_response(StatusCode::OK, &body))
@@ -502,7 +575,12 @@ fn require_json(headers: &http::HeaderMap, body: &[u8]) -> Result<Value, ArmErro
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let media = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let media = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     if body.is_empty() {
         return Err(ArmError::bad_request(
             "InvalidRequestContent",
@@ -513,7 +591,9 @@ fn require_json(headers: &http::HeaderMap, body: &[u8]) -> Result<Value, ArmErro
         return Err(ArmError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "UnsupportedMediaType",
-            format!("The content media type '{ct}' is not supported. Only 'application/json' is supported."),
+            format!(
+                "The content media type '{ct}' is not supported. Only 'application/json' is supported."
+            ),
         ));
     }
     serde_json::from_slice(body).map_err(|e| {
@@ -559,8 +639,17 @@ fn validate_compute_body(specs: &Specs, inner: &Inner, body: &Value) -> Result<S
         .unwrap_or_default();
     // ComputeType is modelAsString; canonicalize known values (case-insensitive like .NET).
     let canonical = [
-        "AKS", "Kubernetes", "AmlCompute", "ComputeInstance", "DataFactory", "VirtualMachine",
-        "HDInsight", "Databricks", "DataLakeAnalytics", "SynapseSpark", "Batch",
+        "AKS",
+        "Kubernetes",
+        "AmlCompute",
+        "ComputeInstance",
+        "DataFactory",
+        "VirtualMachine",
+        "HDInsight",
+        "Databricks",
+        "DataLakeAnalytics",
+        "SynapseSpark",
+        "Batch",
     ]
     .into_iter()
     .find(|t| t.eq_ignore_ascii_case(compute_type));
@@ -579,22 +668,35 @@ fn validate_compute_body(specs: &Specs, inner: &Inner, body: &Value) -> Result<S
     }
 }
 
+/// A validated PUT body with what the world says about it.
+struct Accepted {
+    body: Value,
+    compute_type: String,
+    ev: Evaluation,
+}
+
 /// Insert or overwrite a compute record; returns its key. Shared by PUT and the control API.
 fn upsert(
     inner: &mut Inner,
     wi: usize,
     name: &str,
-    body: Value,
-    compute_type: String,
-    ev: Evaluation,
+    accepted: Accepted,
     now: DateTime<Utc>,
     ready_at: DateTime<Utc>,
 ) -> crate::state::ComputeKey {
+    let Accepted {
+        body,
+        compute_type,
+        ev,
+    } = accepted;
     let key = inner.compute_key(wi, name);
     let existing = inner.computes.get(&key);
     let created_on = existing.map_or(now, |c| c.created_on);
     let shown_name = existing.map_or_else(|| name.to_owned(), |c| c.name.clone());
-    let identity_principal = existing.map_or_else(|| uuid::Uuid::new_v4().to_string(), |c| c.identity_principal.clone());
+    let identity_principal = existing.map_or_else(
+        || uuid::Uuid::new_v4().to_string(),
+        |c| c.identity_principal.clone(),
+    );
     let resource_id = body
         .pointer("/properties/resourceId")
         .and_then(Value::as_str)
@@ -637,7 +739,11 @@ fn put_compute(
     let body = require_json(headers, body)?;
     let compute_type = validate_compute_body(&ctx.app.specs, inner, &body)?;
     let key = inner.compute_key(wi, name);
-    if inner.computes.get(&key).is_some_and(|c| c.deleting_at.is_some()) {
+    if inner
+        .computes
+        .get(&key)
+        .is_some_and(|c| c.deleting_at.is_some())
+    {
         return Err(ArmError::new(
             StatusCode::CONFLICT,
             "Conflict",
@@ -647,7 +753,12 @@ fn put_compute(
     let ev = compute::evaluate(&compute_type, &body, &inner.resources);
     let ready_at = ctx.now + delay(inner.settings.provisioning_delay_ms);
     let error = ev.failure.clone();
-    let key = upsert(inner, wi, name, body, compute_type, ev, ctx.now, ready_at);
+    let accepted = Accepted {
+        body,
+        compute_type,
+        ev,
+    };
+    let key = upsert(inner, wi, name, accepted, ctx.now, ready_at);
     let ws = &inner.workspaces[wi];
     let (sub, region) = (ws.subscription_id.clone(), ws.location.clone());
     let op_id = uuid::Uuid::new_v4().to_string();
@@ -696,10 +807,15 @@ fn patch_compute(
     if rec.compute_type != "AmlCompute" {
         return Err(ArmError::bad_request(
             "OperationNotSupported",
-            format!("Update is only supported for AmlCompute, not '{}'.", rec.compute_type),
+            format!(
+                "Update is only supported for AmlCompute, not '{}'.",
+                rec.compute_type
+            ),
         ));
     }
-    if let Some(scale) = body.pointer("/properties/properties/scaleSettings").cloned()
+    if let Some(scale) = body
+        .pointer("/properties/properties/scaleSettings")
+        .cloned()
         && let Some(Value::Object(p)) = rec.request.pointer_mut("/properties/properties")
     {
         p.insert("scaleSettings".into(), scale);
@@ -712,7 +828,12 @@ fn patch_compute(
     ))
 }
 
-fn delete_compute(ctx: &Ctx<'_>, inner: &mut Inner, wi: usize, name: &str) -> Result<Response, ArmError> {
+fn delete_compute(
+    ctx: &Ctx<'_>,
+    inner: &mut Inner,
+    wi: usize,
+    name: &str,
+) -> Result<Response, ArmError> {
     let action = match ctx.query.get("underlyingResourceAction") {
         None if inner.settings.require_underlying_resource_action => {
             return Err(ArmError::bad_request(
@@ -727,14 +848,20 @@ fn delete_compute(ctx: &Ctx<'_>, inner: &mut Inner, wi: usize, name: &str) -> Re
         Some(a) => {
             return Err(invalid_param(
                 "underlyingResourceAction",
-                format!("The value '{a}' of query parameter 'underlyingResourceAction' is not valid. Allowed values: Delete, Detach."),
+                format!(
+                    "The value '{a}' of query parameter 'underlyingResourceAction' is not valid. Allowed values: Delete, Detach."
+                ),
             ));
         }
     };
     let key = inner.compute_key(wi, name);
     let deletion_delay = delay(inner.settings.deletion_delay_ms);
     let ws = &inner.workspaces[wi];
-    let (sub, region, ws_name) = (ws.subscription_id.clone(), ws.location.clone(), ws.name.clone());
+    let (sub, region, ws_name) = (
+        ws.subscription_id.clone(),
+        ws.location.clone(),
+        ws.name.clone(),
+    );
     let Some(rec) = inner.computes.get_mut(&key) else {
         return Ok(empty_response(StatusCode::NO_CONTENT));
     };
@@ -754,7 +881,9 @@ fn delete_compute(ctx: &Ctx<'_>, inner: &mut Inner, wi: usize, name: &str) -> Re
             .resources
             .values()
             .find(|r| {
-                r.address.as_deref().is_some_and(|a| a.eq_ignore_ascii_case(&addr))
+                r.address
+                    .as_deref()
+                    .is_some_and(|a| a.eq_ignore_ascii_case(&addr))
                     && ResourceKind::of_id(&r.id) != ResourceKind::Other
             })
             .map(|r| r.id.clone())
@@ -816,7 +945,11 @@ fn operation_status(
             )
         })?;
     let status = op.status(ctx.now);
-    if ctx.query.get("type").is_some_and(|t| t.eq_ignore_ascii_case("location")) {
+    if ctx
+        .query
+        .get("type")
+        .is_some_and(|t| t.eq_ignore_ascii_case("location"))
+    {
         // Location-header semantics: 202 while running, then the final result.
         return Ok(match (status, op.kind) {
             ("InProgress", _) => {
@@ -825,12 +958,23 @@ fn operation_status(
                 if let Ok(v) = HeaderValue::from_str(&url) {
                     r.headers_mut().insert(header::LOCATION, v);
                 }
-                r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(1u32));
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(1u32));
                 r
             }
             ("Failed", _) => {
-                let code = op.error.as_ref().and_then(|e| e.get("code")).and_then(Value::as_str).unwrap_or("Failed");
-                let message = op.error.as_ref().and_then(|e| e.get("message")).and_then(Value::as_str).unwrap_or("");
+                let code = op
+                    .error
+                    .as_ref()
+                    .and_then(|e| e.get("code"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("Failed");
+                let message = op
+                    .error
+                    .as_ref()
+                    .and_then(|e| e.get("message"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
                 ArmError::bad_request(code, message).into_response()
             }
             (_, OpKind::Delete) => empty_response(StatusCode::NO_CONTENT),
@@ -864,12 +1008,21 @@ pub fn seed_compute(
     now: DateTime<Utc>,
 ) -> Result<(), ArmError> {
     let wi = inner.workspace_by_ref(workspace).ok_or_else(|| {
-        ArmError::new(StatusCode::NOT_FOUND, "WorkspaceNotFound", format!("No workspace '{workspace}'."))
+        ArmError::new(
+            StatusCode::NOT_FOUND,
+            "WorkspaceNotFound",
+            format!("No workspace '{workspace}'."),
+        )
     })?;
     let compute_type = validate_compute_body(specs, inner, body)?;
     let mut ev = compute::evaluate(&compute_type, body, &inner.resources);
     // Attached outside the operator: it exists, whatever the world says about credentials.
     ev.failure = None;
-    upsert(inner, wi, name, body.clone(), compute_type, ev, now, now);
+    let accepted = Accepted {
+        body: body.clone(),
+        compute_type,
+        ev,
+    };
+    upsert(inner, wi, name, accepted, now, now);
     Ok(())
 }

@@ -84,7 +84,11 @@ impl ControlClient {
         }
     }
 
-    async fn get<T: DeserializeOwned>(&self, path: &str, query: &[(&str, &str)]) -> Result<T, ClientError> {
+    async fn get<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<T, ClientError> {
         Ok(self
             .call::<()>(Method::GET, path, query, None)
             .await?
@@ -107,7 +111,8 @@ impl ControlClient {
 
     /// `DELETE /_emulator/requests`.
     pub async fn clear_requests(&self) -> Result<(), ClientError> {
-        self.call::<()>(Method::DELETE, "/requests", &[], None).await?;
+        self.call::<()>(Method::DELETE, "/requests", &[], None)
+            .await?;
         Ok(())
     }
 
@@ -135,7 +140,8 @@ impl ControlClient {
 
     /// `DELETE /_emulator/faults`.
     pub async fn clear_faults(&self) -> Result<(), ClientError> {
-        self.call::<()>(Method::DELETE, "/faults", &[], None).await?;
+        self.call::<()>(Method::DELETE, "/faults", &[], None)
+            .await?;
         Ok(())
     }
 
@@ -164,13 +170,19 @@ impl ControlClient {
     }
 
     /// `PUT /_emulator/computes`: a compute attached outside Kubernetes (Succeeded).
-    pub async fn put_compute(&self, workspace: &str, name: &str, body: &Value) -> Result<(), ClientError> {
+    pub async fn put_compute(
+        &self,
+        workspace: &str,
+        name: &str,
+        body: &Value,
+    ) -> Result<(), ClientError> {
         let seed = ComputeSeed {
             workspace: workspace.to_owned(),
             name: name.to_owned(),
             body: body.clone(),
         };
-        self.call(Method::PUT, "/computes", &[], Some(&seed)).await?;
+        self.call(Method::PUT, "/computes", &[], Some(&seed))
+            .await?;
         Ok(())
     }
 
@@ -218,7 +230,10 @@ impl ControlClient {
             ("grant_type", "client_credentials"),
             ("client_id", client_id),
             ("client_secret", secret),
-            ("scope", scope.unwrap_or("https://management.azure.com/.default")),
+            (
+                "scope",
+                scope.unwrap_or("https://management.azure.com/.default"),
+            ),
         ];
         let resp = self
             .http

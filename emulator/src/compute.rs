@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
-use crate::config::{ResourceKind, WorldResource, Workspace};
+use crate::config::{ResourceKind, Workspace, WorldResource};
 use crate::response::arm_time;
 use crate::state::ComputeRecord;
 
@@ -121,7 +121,9 @@ pub fn evaluate(
         _ => {
             ev.failure = failure(
                 "MissingUnderlyingResource",
-                format!("A {compute_type} compute needs properties.resourceId of an existing resource."),
+                format!(
+                    "A {compute_type} compute needs properties.resourceId of an existing resource."
+                ),
             );
             return ev;
         }
@@ -149,7 +151,8 @@ fn check_credentials(compute_type: &str, body: &Value, r: &WorldResource) -> Opt
             let addr = r.address.as_deref().unwrap_or(&r.id);
             let user_ok = user.is_some() && user == r.username.as_deref();
             let password_ok = password.is_some() && password == r.password.as_deref();
-            let key_ok = matches!((key, r.private_key.as_deref()), (Some(k), Some(rk)) if same_key(k, rk));
+            let key_ok =
+                matches!((key, r.private_key.as_deref()), (Some(k), Some(rk)) if same_key(k, rk));
             if user_ok && (password_ok || key_ok) {
                 None
             } else {
@@ -218,9 +221,14 @@ fn strip_secrets(compute_type: &str, props: &mut Map<String, Value>) {
 }
 
 /// The ComputeResource answered by PUT/GET/LIST (no credentials).
-pub fn compute_body(rec: &ComputeRecord, ws: &Workspace, tenant: &str, now: DateTime<Utc>) -> Value {
+pub fn compute_body(
+    rec: &ComputeRecord,
+    ws: &Workspace,
+    tenant: &str,
+    now: DateTime<Utc>,
+) -> Value {
     let req = &rec.request;
-    let req_props = req.get("properties").cloned().unwrap_or(Value::Null);
+    let req_props = req.get("properties").unwrap_or(&Value::Null);
     let location = req
         .get("location")
         .and_then(Value::as_str)
@@ -313,7 +321,10 @@ pub fn compute_body(rec: &ComputeRecord, ws: &Workspace, tenant: &str, now: Date
 fn identity_body(identity: Option<&Value>, rec: &ComputeRecord, tenant: &str) -> Option<Value> {
     let identity = identity?.as_object()?;
     let mut out = identity.clone();
-    let ty = identity.get("type").and_then(Value::as_str).unwrap_or("None");
+    let ty = identity
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("None");
     if ty.contains("SystemAssigned") {
         out.insert("principalId".into(), json!(rec.identity_principal));
         out.insert("tenantId".into(), json!(tenant));
@@ -406,7 +417,11 @@ mod tests {
 
     #[test]
     fn aml_compute_needs_nothing() {
-        let ev = evaluate("AmlCompute", &json!({"properties":{"computeType":"AmlCompute"}}), &world());
+        let ev = evaluate(
+            "AmlCompute",
+            &json!({"properties":{"computeType":"AmlCompute"}}),
+            &world(),
+        );
         assert_eq!(ev.failure, None);
         assert!(!ev.attached);
     }

@@ -252,7 +252,10 @@ impl ResourceKind {
     /// Kind of the resource named by an ARM id (case-insensitive provider/type).
     pub fn of_id(id: &str) -> Self {
         let lower = id.to_ascii_lowercase();
-        let provider = lower.rsplit_once("/providers/").map(|(_, p)| p).unwrap_or("");
+        let provider = lower
+            .rsplit_once("/providers/")
+            .map(|(_, p)| p)
+            .unwrap_or("");
         let mut parts = provider.split('/');
         let ns = parts.next().unwrap_or("");
         let ty = parts.next().unwrap_or("");
@@ -280,7 +283,9 @@ pub struct SeedCompute {
 }
 
 fn rid(provider_path: &str) -> String {
-    format!("/subscriptions/{DEFAULT_SUBSCRIPTION}/resourceGroups/{DEFAULT_RESOURCE_GROUP}/providers/{provider_path}")
+    format!(
+        "/subscriptions/{DEFAULT_SUBSCRIPTION}/resourceGroups/{DEFAULT_RESOURCE_GROUP}/providers/{provider_path}"
+    )
 }
 
 /// Private key accepted by the default world's VMs.

@@ -161,9 +161,14 @@ fn query_param(parts: &Parts, name: &str) -> Option<String> {
     pairs.into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
 }
 
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
-    serde_json::from_slice(body)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, "InvalidRequestContent", e.to_string()))
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Box<Response>> {
+    serde_json::from_slice(body).map_err(|e| {
+        Box::new(error(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequestContent",
+            e.to_string(),
+        ))
+    })
 }
 
 /// Handle `/_emulator/*`.
@@ -227,15 +232,18 @@ pub async fn handle(app: &App, parts: &Parts, body: Body) -> Response {
         }
         (&Method::GET, "/resources") => {
             let inner = app.lock();
-            let list: Vec<ResourceView> = inner.resources.values().map(ResourceView::from).collect();
+            let list: Vec<ResourceView> =
+                inner.resources.values().map(ResourceView::from).collect();
             json_response(StatusCode::OK, &json!(list))
         }
         (&Method::PUT, "/resources") => {
             let r: WorldResource = match parse(&bytes) {
                 Ok(r) => r,
-                Err(e) => return e,
+                Err(e) => return *e,
             };
-            if !r.id.starts_with("/subscriptions/") || !r.id.to_ascii_lowercase().contains("/providers/") {
+            if !r.id.starts_with("/subscriptions/")
+                || !r.id.to_ascii_lowercase().contains("/providers/")
+            {
                 return error(
                     StatusCode::BAD_REQUEST,
                     "InvalidResourceId",
@@ -248,29 +256,44 @@ pub async fn handle(app: &App, parts: &Parts, body: Body) -> Response {
         }
         (&Method::DELETE, "/resources") => {
             let Some(id) = query_param(parts, "id") else {
-                return error(StatusCode::BAD_REQUEST, "MissingParameter", "query parameter 'id' is required");
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "MissingParameter",
+                    "query parameter 'id' is required",
+                );
             };
             match app.lock().resources.remove(&id.to_ascii_lowercase()) {
                 Some(_) => empty_response(StatusCode::NO_CONTENT),
-                None => error(StatusCode::NOT_FOUND, "NotFound", format!("no resource '{id}'")),
+                None => error(
+                    StatusCode::NOT_FOUND,
+                    "NotFound",
+                    format!("no resource '{id}'"),
+                ),
             }
         }
-        (&Method::GET, "/computes") => {
-            json_response(StatusCode::OK, &json!(compute_views(app)))
-        }
+        (&Method::GET, "/computes") => json_response(StatusCode::OK, &json!(compute_views(app))),
         (&Method::PUT, "/computes") => {
             let seed: ComputeSeed = match parse(&bytes) {
                 Ok(s) => s,
-                Err(e) => return e,
+                Err(e) => return *e,
             };
             let mut inner = app.lock();
-            match crate::arm::seed_compute(&mut inner, &app.specs, &seed.workspace, &seed.name, &seed.body, Utc::now()) {
+            match crate::arm::seed_compute(
+                &mut inner,
+                &app.specs,
+                &seed.workspace,
+                &seed.name,
+                &seed.body,
+                Utc::now(),
+            ) {
                 Ok(()) => empty_response(StatusCode::NO_CONTENT),
                 Err(e) => json_response(e.status, &e.body()),
             }
         }
         (&Method::DELETE, "/computes") => {
-            let (Some(ws), Some(name)) = (query_param(parts, "workspace"), query_param(parts, "name")) else {
+            let (Some(ws), Some(name)) =
+                (query_param(parts, "workspace"), query_param(parts, "name"))
+            else {
                 return error(
                     StatusCode::BAD_REQUEST,
                     "MissingParameter",
@@ -279,20 +302,28 @@ pub async fn handle(app: &App, parts: &Parts, body: Body) -> Response {
             };
             let mut inner = app.lock();
             let Some(wi) = inner.workspace_by_ref(&ws) else {
-                return error(StatusCode::NOT_FOUND, "NotFound", format!("no workspace '{ws}'"));
+                return error(
+                    StatusCode::NOT_FOUND,
+                    "NotFound",
+                    format!("no workspace '{ws}'"),
+                );
             };
             let key = inner.compute_key(wi, &name);
             inner.pending_deletes.retain(|k| *k != key);
             match inner.computes.remove(&key) {
                 Some(_) => empty_response(StatusCode::NO_CONTENT),
-                None => error(StatusCode::NOT_FOUND, "NotFound", format!("no compute '{name}'")),
+                None => error(
+                    StatusCode::NOT_FOUND,
+                    "NotFound",
+                    format!("no compute '{name}'"),
+                ),
             }
         }
         (&Method::GET, "/config") => json_response(StatusCode::OK, &json!(app.lock().settings)),
         (&Method::PUT, "/config") => {
             let patch: SettingsPatch = match parse(&bytes) {
                 Ok(p) => p,
-                Err(e) => return e,
+                Err(e) => return *e,
             };
             let mut inner = app.lock();
             inner.settings.apply(&patch);
@@ -341,7 +372,11 @@ fn state(app: &App) -> Response {
     let view = StateView {
         computes,
         resources: inner.resources.values().map(ResourceView::from).collect(),
-        deleted_resources: inner.deleted_resources.iter().map(DeletedResourceView::from).collect(),
+        deleted_resources: inner
+            .deleted_resources
+            .iter()
+            .map(DeletedResourceView::from)
+            .collect(),
         config: inner.settings.clone(),
     };
     json_response(StatusCode::OK, &json!(view))
@@ -352,14 +387,24 @@ fn requests(app: &App, parts: &Parts) -> Response {
         None => 0,
         Some(Ok(n)) => n,
         Some(Err(_)) => {
-            return error(StatusCode::BAD_REQUEST, "InvalidParameter", "since must be a number");
+            return error(
+                StatusCode::BAD_REQUEST,
+                "InvalidParameter",
+                "since must be a number",
+            );
         }
     };
     let inner = app.lock();
     let view = RequestsView {
         total: inner.log.total,
         counts: inner.log.counts.clone(),
-        entries: inner.log.entries.iter().filter(|e| e.seq > since).cloned().collect(),
+        entries: inner
+            .log
+            .entries
+            .iter()
+            .filter(|e| e.seq > since)
+            .cloned()
+            .collect(),
     };
     json_response(StatusCode::OK, &json!(view))
 }
@@ -367,7 +412,7 @@ fn requests(app: &App, parts: &Parts) -> Response {
 fn add_fault(app: &App, body: &[u8]) -> Response {
     let spec: FaultSpec = match parse(body) {
         Ok(s) => s,
-        Err(e) => return e,
+        Err(e) => return *e,
     };
     let mut inner = app.lock();
     let id = inner.next_fault_id;

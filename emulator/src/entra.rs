@@ -161,19 +161,27 @@ pub fn token(
     body: &[u8],
 ) -> (Response, Option<String>) {
     let bad = |error: &str, code: u32, desc: String| {
-        (entra_error(StatusCode::BAD_REQUEST, error, code, &desc), None)
+        (
+            entra_error(StatusCode::BAD_REQUEST, error, code, &desc),
+            None,
+        )
     };
     if !tenant.eq_ignore_ascii_case(&inner.tenant_id) {
         return bad(
             "invalid_request",
             90002,
-            format!("Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud."),
+            format!(
+                "Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud."
+            ),
         );
     }
     let is_form = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
+        .is_some_and(|v| {
+            v.to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        });
     // Entra reads only form bodies; anything else looks like a body without parameters.
     let form: TokenForm = if is_form {
         match serde_urlencoded::from_bytes(body) {
@@ -217,21 +225,34 @@ pub fn token(
             "The request body must contain the following parameter: 'scope'.".into(),
         );
     };
-    let resource = match scope.split_whitespace().next().and_then(|s| s.strip_suffix(".default")) {
+    let resource = match scope
+        .split_whitespace()
+        .next()
+        .and_then(|s| s.strip_suffix(".default"))
+    {
         Some(r) if !r.is_empty() => r.to_owned(),
         _ => {
             return bad(
                 "invalid_scope",
                 1002012,
-                format!("The provided value for scope {scope} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."),
+                format!(
+                    "The provided value for scope {scope} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."
+                ),
             );
         }
     };
-    if !arm_audience_ok(&resource, origin.base_url, origin.host, origin.extra_audiences) {
+    if !arm_audience_ok(
+        &resource,
+        origin.base_url,
+        origin.host,
+        origin.extra_audiences,
+    ) {
         return bad(
             "invalid_resource",
             500011,
-            format!("The resource principal named {resource} was not found in the tenant named {tenant}. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant."),
+            format!(
+                "The resource principal named {resource} was not found in the tenant named {tenant}. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant."
+            ),
         );
     }
     let Some(app) = inner
@@ -242,7 +263,9 @@ pub fn token(
         return bad(
             "unauthorized_client",
             700016,
-            format!("Application with identifier '{client_id}' was not found in the directory '{tenant}'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant."),
+            format!(
+                "Application with identifier '{client_id}' was not found in the directory '{tenant}'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant."
+            ),
         );
     };
     let unauthorized = |code: u32, desc: String| {
@@ -256,7 +279,10 @@ pub fn token(
             if !app.secrets.iter().any(|s| s == secret) {
                 return unauthorized(
                     7000215,
-                    format!("Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{}'.", app.client_id),
+                    format!(
+                        "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{}'.",
+                        app.client_id
+                    ),
                 );
             }
         }
@@ -268,8 +294,8 @@ pub fn token(
                     format!("Invalid client_assertion_type; expected '{JWT_BEARER}'."),
                 );
             }
-            if let Err(resp) = check_assertion(app, assertion) {
-                return (resp, None);
+            if let Err(rejection) = check_assertion(app, assertion) {
+                return (rejection.into_response(), None);
             }
         }
         (None, None) => {
@@ -318,14 +344,28 @@ pub fn derived_object_id(client_id: &str) -> String {
     uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, client_id.as_bytes()).to_string()
 }
 
-fn check_assertion(app: &crate::config::Application, assertion: &str) -> Result<(), Response> {
-    let bad = |code: u32, desc: String| {
-        Err(entra_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
+/// Why Entra refused a request (turned into its error body by [`Rejection::into_response`]).
+struct Rejection {
+    status: StatusCode,
+    error: &'static str,
+    code: u32,
+    description: String,
+}
+
+impl Rejection {
+    fn into_response(self) -> Response {
+        entra_error(self.status, self.error, self.code, &self.description)
+    }
+}
+
+fn check_assertion(app: &crate::config::Application, assertion: &str) -> Result<(), Rejection> {
+    let bad = |code: u32, description: String| {
+        Err(Rejection {
+            status: StatusCode::BAD_REQUEST,
+            error: "invalid_request",
             code,
-            &desc,
-        ))
+            description,
+        })
     };
     let Some(claims) = decode_unverified(assertion) else {
         return bad(50027, "JWT token is invalid or malformed.".into());
@@ -334,31 +374,40 @@ fn check_assertion(app: &crate::config::Application, assertion: &str) -> Result<
     let exp = claims.get("exp").and_then(Value::as_i64);
     let nbf = claims.get("nbf").and_then(Value::as_i64);
     match exp {
-        None => return bad(50027, "JWT token is invalid or malformed: no 'exp' claim.".into()),
+        None => {
+            return bad(
+                50027,
+                "JWT token is invalid or malformed: no 'exp' claim.".into(),
+            );
+        }
         Some(e) if e <= now => {
-            return Err(entra_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_client",
-                700024,
-                &format!("Client assertion is not within its valid time range. Current time: {}, assertion valid from {}, expiry time of assertion {}. Review the documentation at https://docs.microsoft.com/azure/active-directory/develop/active-directory-certificate-credentials .",
-                    fmt_ts(now), nbf.map(fmt_ts).unwrap_or_default(), fmt_ts(e)),
-            ));
+            return Err(Rejection {
+                status: StatusCode::BAD_REQUEST,
+                error: "invalid_client",
+                code: 700024,
+                description: format!(
+                    "Client assertion is not within its valid time range. Current time: {}, assertion valid from {}, expiry time of assertion {}. Review the documentation at https://docs.microsoft.com/azure/active-directory/develop/active-directory-certificate-credentials .",
+                    fmt_ts(now),
+                    nbf.map(fmt_ts).unwrap_or_default(),
+                    fmt_ts(e)
+                ),
+            });
         }
         Some(_) => {}
     }
     if let Some(n) = nbf
         && n > now + 300
     {
-        return Err(entra_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_client",
-            700024,
-            &format!(
+        return Err(Rejection {
+            status: StatusCode::BAD_REQUEST,
+            error: "invalid_client",
+            code: 700024,
+            description: format!(
                 "Client assertion is not within its valid time range. Current time: {}, assertion valid from {}.",
                 fmt_ts(now),
                 fmt_ts(n)
             ),
-        ));
+        });
     }
     let iss = claims.get("iss").and_then(Value::as_str).unwrap_or("");
     let sub = claims.get("sub").and_then(Value::as_str).unwrap_or("");
@@ -375,7 +424,10 @@ fn check_assertion(app: &crate::config::Application, assertion: &str) -> Result<
     if by_subject.is_empty() {
         return bad(
             70021,
-            format!("No matching federated identity record found for presented assertion. Assertion Issuer: '{iss}'. Assertion Subject: '{sub}'. Assertion Audience: '{}'.", auds.join(",")),
+            format!(
+                "No matching federated identity record found for presented assertion. Assertion Issuer: '{iss}'. Assertion Subject: '{sub}'. Assertion Audience: '{}'.",
+                auds.join(",")
+            ),
         );
     }
     if !by_subject
@@ -384,7 +436,10 @@ fn check_assertion(app: &crate::config::Application, assertion: &str) -> Result<
     {
         return bad(
             700212,
-            format!("No matching federated identity record found for presented assertion audience '{}'.", auds.join(",")),
+            format!(
+                "No matching federated identity record found for presented assertion audience '{}'.",
+                auds.join(",")
+            ),
         );
     }
     Ok(())
@@ -438,7 +493,12 @@ pub fn imds_token(
     let Some(identity) = identity else {
         return err("Identity not found");
     };
-    if !arm_audience_ok(&resource, origin.base_url, origin.host, origin.extra_audiences) {
+    if !arm_audience_ok(
+        &resource,
+        origin.base_url,
+        origin.host,
+        origin.extra_audiences,
+    ) {
         return err("Invalid resource");
     }
     let now = Utc::now().timestamp();
@@ -502,7 +562,10 @@ pub fn authenticate(
     let token = value
         .to_str()
         .ok()
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim);
     let Some(token) = token.filter(|t| !t.is_empty()) else {
         return Err(fail(
@@ -532,17 +595,28 @@ pub fn authenticate(
             "The access token has expired.",
         ));
     }
-    if !arm_audience_ok(&claims.aud, origin.base_url, origin.host, origin.extra_audiences) {
+    if !arm_audience_ok(
+        &claims.aud,
+        origin.base_url,
+        origin.host,
+        origin.extra_audiences,
+    ) {
         return Err(fail(
             "InvalidAuthenticationTokenAudience",
-            format!("The access token has been obtained for wrong audience or resource '{}'. It should exactly match with one of the allowed audiences 'https://management.core.windows.net/','https://management.core.windows.net','https://management.azure.com/','https://management.azure.com'.", claims.aud),
+            format!(
+                "The access token has been obtained for wrong audience or resource '{}'. It should exactly match with one of the allowed audiences 'https://management.core.windows.net/','https://management.core.windows.net','https://management.azure.com/','https://management.azure.com'.",
+                claims.aud
+            ),
             "The access token has been obtained for wrong audience or resource.",
         ));
     }
     if !claims.tid.eq_ignore_ascii_case(&inner.tenant_id) {
         return Err(fail(
             "InvalidAuthenticationTokenTenant",
-            format!("The access token is from the wrong issuer '{}'. It must match the tenant 'https://sts.windows.net/{}/' associated with this subscription. Please use the authority (URL) 'https://login.windows.net/{}' to get the token.", claims.iss, inner.tenant_id, inner.tenant_id),
+            format!(
+                "The access token is from the wrong issuer '{}'. It must match the tenant 'https://sts.windows.net/{}/' associated with this subscription. Please use the authority (URL) 'https://login.windows.net/{}' to get the token.",
+                claims.iss, inner.tenant_id, inner.tenant_id
+            ),
             "The access token is from the wrong issuer.",
         ));
     }
@@ -579,9 +653,24 @@ mod tests {
     #[test]
     fn audiences() {
         let b = "https://127.0.0.1:8443";
-        assert!(arm_audience_ok("https://management.azure.com/", b, None, &[]));
+        assert!(arm_audience_ok(
+            "https://management.azure.com/",
+            b,
+            None,
+            &[]
+        ));
         assert!(arm_audience_ok("https://127.0.0.1:8443/", b, None, &[]));
-        assert!(arm_audience_ok("https://emu.svc:443", b, Some("emu.svc:443"), &[]));
-        assert!(!arm_audience_ok("https://graph.microsoft.com", b, None, &[]));
+        assert!(arm_audience_ok(
+            "https://emu.svc:443",
+            b,
+            Some("emu.svc:443"),
+            &[]
+        ));
+        assert!(!arm_audience_ok(
+            "https://graph.microsoft.com",
+            b,
+            None,
+            &[]
+        ));
     }
 }

@@ -118,9 +118,9 @@ pub fn trigger(
     path: &str,
     mut roll: impl FnMut() -> f64,
 ) -> Option<FaultAction> {
-    let idx = rules.iter().position(|r| {
-        r.matches(method, path) && r.spec.probability.is_none_or(|p| roll() < p)
-    })?;
+    let idx = rules
+        .iter()
+        .position(|r| r.matches(method, path) && r.spec.probability.is_none_or(|p| roll() < p))?;
     let rule = &mut rules[idx];
     let action = FaultAction {
         latency_ms: rule.spec.latency_ms,

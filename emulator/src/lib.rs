@@ -30,4 +30,4 @@ pub use client::{ClientError, ControlClient, https_client};
 pub use config::{EmulatorConfig, Settings, SettingsPatch, WorldResource};
 pub use control::{ComputeView, RequestsView, ResourceView, StateView};
 pub use faults::FaultSpec;
-pub use server::{EmulatorHandle, SpawnError, spawn};
+pub use server::{EmulatorHandle, SpawnError, spawn, spawn_detached};

@@ -52,7 +52,12 @@ async fn main() -> ExitCode {
     let handle = match spawn(config).await {
         Ok(h) => h,
         Err(e) => {
-            eprintln!("error: {e}: {}", std::error::Error::source(&e).map(ToString::to_string).unwrap_or_default());
+            eprintln!(
+                "error: {e}: {}",
+                std::error::Error::source(&e)
+                    .map(ToString::to_string)
+                    .unwrap_or_default()
+            );
             return ExitCode::from(1);
         }
     };

@@ -40,6 +40,9 @@ pub enum SpawnError {
     /// The embedded OpenAPI document failed to parse.
     #[error("loading the OpenAPI documents")]
     Spec(#[from] crate::validate::SpecError),
+    /// The dedicated runtime or thread could not be started.
+    #[error("starting the emulator runtime")]
+    Runtime(#[source] std::io::Error),
     /// The CA file could not be written.
     #[error("writing the CA certificate to {path}")]
     CaFile {
@@ -105,7 +108,10 @@ impl EmulatorHandle {
 
     /// Token endpoint URL of the tenant.
     pub fn token_url(&self) -> String {
-        format!("{}/{}/oauth2/v2.0/token", self.base_url, self.config.tenant_id)
+        format!(
+            "{}/{}/oauth2/v2.0/token",
+            self.base_url, self.config.tenant_id
+        )
     }
 
     /// A typed client for `/_emulator/*`.
@@ -144,6 +150,49 @@ fn base_url_for(addr: SocketAddr) -> String {
         SocketAddr::V6(a) if a.ip().is_unspecified() => format!("https://[::1]:{}", a.port()),
         SocketAddr::V6(a) => format!("https://[{}]:{}", a.ip(), a.port()),
     }
+}
+
+/// Start an emulator on its own thread and tokio runtime (blocking call, no runtime needed).
+///
+/// Useful for one emulator shared by many `#[tokio::test]`s (each has its own runtime, which would
+/// stop an emulator spawned on it). The thread and runtime end when the handle is dropped.
+pub fn spawn_detached(config: EmulatorConfig) -> Result<EmulatorHandle, SpawnError> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("azureml-emulator".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = tx.send(Err(SpawnError::Runtime(e)));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                match spawn(config).await {
+                    Ok(handle) => {
+                        let mut stop = handle.shutdown.subscribe();
+                        if tx.send(Ok(handle)).is_ok() {
+                            // Returns when the handle signals shutdown or is dropped.
+                            let _ = stop.changed().await;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                    }
+                }
+            });
+        })
+        .map_err(SpawnError::Runtime)?;
+    rx.recv().map_err(|_| {
+        SpawnError::Runtime(std::io::Error::other(
+            "emulator thread exited before starting",
+        ))
+    })?
 }
 
 /// Start an emulator on the current tokio runtime.
@@ -229,7 +278,9 @@ async fn serve(
         let router = router.clone();
         let mut stop = shutdown.clone();
         tokio::spawn(async move {
-            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
+            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
+                .await
+            {
                 Ok(Ok(s)) => s,
                 _ => return,
             };
@@ -243,7 +294,10 @@ async fn serve(
                     if resp.extensions().get::<DropConnection>().is_some() {
                         // An error from the service makes hyper close the connection (HTTP/1)
                         // or reset the stream (HTTP/2) without an answer.
-                        Err(std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "fault: drop"))
+                        Err(std::io::Error::new(
+                            std::io::ErrorKind::ConnectionAborted,
+                            "fault: drop",
+                        ))
                     } else {
                         Ok(resp)
                     }

@@ -9,7 +9,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::config::{Application, EmulatorConfig, ManagedIdentity, Settings, WorldResource, Workspace};
+use crate::config::{
+    Application, EmulatorConfig, ManagedIdentity, Settings, Workspace, WorldResource,
+};
 use crate::faults::FaultRule;
 use crate::throttle::Throttle;
 

@@ -95,7 +95,11 @@ impl Specs {
                     else {
                         continue;
                     };
-                    if defs.get(parent).and_then(|p| p.get("discriminator")).is_some() {
+                    if defs
+                        .get(parent)
+                        .and_then(|p| p.get("discriminator"))
+                        .is_some()
+                    {
                         let value = def
                             .get("x-ms-discriminator-value")
                             .and_then(Value::as_str)
@@ -132,10 +136,14 @@ impl Specs {
                 .regexes
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            cache
-                .entry(pattern.to_owned())
-                .or_insert_with(|| fancy_regex::Regex::new(pattern).ok().map(Arc::new))
-                .clone()
+            match cache.get(pattern) {
+                Some(re) => re.clone(),
+                None => {
+                    let re = fancy_regex::Regex::new(pattern).ok().map(Arc::new);
+                    cache.insert(pattern.to_owned(), re.clone());
+                    re
+                }
+            }
         };
         re.is_none_or(|re| re.is_match(s).unwrap_or(true))
     }
@@ -149,12 +157,16 @@ impl Specs {
         if let Some(min) = p.get("minLength").and_then(Value::as_u64)
             && (value.chars().count() as u64) < min
         {
-            return Err(format!("The parameter '{name}' is shorter than {min} characters."));
+            return Err(format!(
+                "The parameter '{name}' is shorter than {min} characters."
+            ));
         }
         if let Some(max) = p.get("maxLength").and_then(Value::as_u64)
             && (value.chars().count() as u64) > max
         {
-            return Err(format!("The parameter '{name}' is longer than {max} characters."));
+            return Err(format!(
+                "The parameter '{name}' is longer than {max} characters."
+            ));
         }
         if let Some(pat) = p.get("pattern").and_then(Value::as_str)
             && !self.matches_pattern(pat, value)
@@ -182,7 +194,11 @@ impl Specs {
         self.validate(ML, Some(definition), schema, value, "", false, opts)
     }
 
-    fn resolve<'s, 'r>(&'s self, doc: usize, r: &'r str) -> Option<(usize, Option<&'r str>, &'s Value)> {
+    fn resolve<'s, 'r>(
+        &'s self,
+        doc: usize,
+        r: &'r str,
+    ) -> Option<(usize, Option<&'r str>, &'s Value)> {
         let (file, frag) = r.split_once('#')?;
         let target = if file.is_empty() {
             doc
@@ -197,7 +213,13 @@ impl Specs {
         self.docs[target].pointer(frag).map(|s| (target, name, s))
     }
 
-    fn flatten<'a>(&'a self, doc: usize, name: Option<&str>, schema: &'a Value, flat: &mut Flat<'a>) {
+    fn flatten<'a>(
+        &'a self,
+        doc: usize,
+        name: Option<&str>,
+        schema: &'a Value,
+        flat: &mut Flat<'a>,
+    ) {
         if let Some(r) = schema.get("$ref").and_then(Value::as_str) {
             if let Some((d, n, s)) = self.resolve(doc, r) {
                 self.flatten(d, n, s, flat);
@@ -274,7 +296,15 @@ impl Specs {
                 check_count(schema, items.len(), path)?;
                 if let Some(item_schema) = schema.get("items") {
                     for (i, item) in items.iter().enumerate() {
-                        self.validate(doc, None, item_schema, item, &format!("{path}[{i}]"), false, opts)?;
+                        self.validate(
+                            doc,
+                            None,
+                            item_schema,
+                            item,
+                            &format!("{path}[{i}]"),
+                            false,
+                            opts,
+                        )?;
                     }
                 }
             }
@@ -328,7 +358,13 @@ impl Specs {
             } else if let Some((d, ap)) = flat.additional {
                 match ap {
                     Value::Bool(false) => {
-                        return Err(err(&child, format!("Could not find member '{k}' on object at '{}'.", display(path))));
+                        return Err(err(
+                            &child,
+                            format!(
+                                "Could not find member '{k}' on object at '{}'.",
+                                display(path)
+                            ),
+                        ));
                     }
                     Value::Object(_) => self.validate(d, None, ap, val, &child, false, opts)?,
                     _ => {}
@@ -336,7 +372,10 @@ impl Specs {
             } else if opts.reject_unknown && !free_form {
                 return Err(err(
                     &child,
-                    format!("Could not find member '{k}' on object at '{}'.", display(path)),
+                    format!(
+                        "Could not find member '{k}' on object at '{}'.",
+                        display(path)
+                    ),
                 ));
             }
         }
@@ -378,19 +417,31 @@ impl Specs {
         if let Some(min) = schema.get("minLength").and_then(Value::as_u64)
             && len < min
         {
-            return Err(err(path, format!("'{}' must be at least {min} characters long.", display(path))));
+            return Err(err(
+                path,
+                format!(
+                    "'{}' must be at least {min} characters long.",
+                    display(path)
+                ),
+            ));
         }
         if let Some(max) = schema.get("maxLength").and_then(Value::as_u64)
             && len > max
         {
-            return Err(err(path, format!("'{}' must be at most {max} characters long.", display(path))));
+            return Err(err(
+                path,
+                format!("'{}' must be at most {max} characters long.", display(path)),
+            ));
         }
         if let Some(p) = schema.get("pattern").and_then(Value::as_str)
             && !self.matches_pattern(p, s)
         {
             return Err(err(
                 path,
-                format!("The value '{s}' of '{}' does not match the pattern '{p}'.", display(path)),
+                format!(
+                    "The value '{s}' of '{}' does not match the pattern '{p}'.",
+                    display(path)
+                ),
             ));
         }
         Ok(())
@@ -446,13 +497,14 @@ fn type_err(path: &str, expected: &str, v: &Value) -> ValidationError {
 
 fn check_integer(schema: &Value, v: &Value, path: &str) -> Result<(), ValidationError> {
     if schema.get("format").and_then(Value::as_str) == Some("int32") {
-        let in_range = v
-            .as_i64()
-            .is_some_and(|i| i32::try_from(i).is_ok());
+        let in_range = v.as_i64().is_some_and(|i| i32::try_from(i).is_ok());
         if !in_range {
             return Err(err(
                 path,
-                format!("Value {v} for '{}' is outside the range of int32.", display(path)),
+                format!(
+                    "Value {v} for '{}' is outside the range of int32.",
+                    display(path)
+                ),
             ));
         }
     }
@@ -463,12 +515,18 @@ fn check_range(schema: &Value, x: f64, path: &str) -> Result<(), ValidationError
     if let Some(min) = schema.get("minimum").and_then(Value::as_f64)
         && x < min
     {
-        return Err(err(path, format!("'{}' must be at least {min}.", display(path))));
+        return Err(err(
+            path,
+            format!("'{}' must be at least {min}.", display(path)),
+        ));
     }
     if let Some(max) = schema.get("maximum").and_then(Value::as_f64)
         && x > max
     {
-        return Err(err(path, format!("'{}' must be at most {max}.", display(path))));
+        return Err(err(
+            path,
+            format!("'{}' must be at most {max}.", display(path)),
+        ));
     }
     Ok(())
 }
@@ -477,12 +535,18 @@ fn check_count(schema: &Value, n: usize, path: &str) -> Result<(), ValidationErr
     if let Some(min) = schema.get("minItems").and_then(Value::as_u64)
         && (n as u64) < min
     {
-        return Err(err(path, format!("'{}' must have at least {min} items.", display(path))));
+        return Err(err(
+            path,
+            format!("'{}' must have at least {min} items.", display(path)),
+        ));
     }
     if let Some(max) = schema.get("maxItems").and_then(Value::as_u64)
         && (n as u64) > max
     {
-        return Err(err(path, format!("'{}' must have at most {max} items.", display(path))));
+        return Err(err(
+            path,
+            format!("'{}' must have at most {max} items.", display(path)),
+        ));
     }
     Ok(())
 }
@@ -509,7 +573,10 @@ mod tests {
 
     #[test]
     fn names_the_field_path() {
-        let e = check(json!({"properties":{"computeType":"VirtualMachine","properties":{"sshPort":"22"}}})).unwrap_err();
+        let e = check(
+            json!({"properties":{"computeType":"VirtualMachine","properties":{"sshPort":"22"}}}),
+        )
+        .unwrap_err();
         assert_eq!(e.path, "properties.properties.sshPort");
         let e = check(json!({"properties":{"computeType":"VirtualMachine","properties":{"sshPort":3_000_000_000_i64}}})).unwrap_err();
         assert_eq!(e.path, "properties.properties.sshPort");
@@ -524,7 +591,8 @@ mod tests {
     #[test]
     fn subtype_properties_are_checked() {
         // AKS: agentCount is an int32 with minimum 0.
-        let e = check(json!({"properties":{"computeType":"AKS","properties":{"agentCount":-1}}})).unwrap_err();
+        let e = check(json!({"properties":{"computeType":"AKS","properties":{"agentCount":-1}}}))
+            .unwrap_err();
         assert_eq!(e.path, "properties.properties.agentCount");
         // Databricks token must be a string.
         let e = check(json!({"properties":{"computeType":"Databricks","properties":{"databricksAccessToken":5}}})).unwrap_err();
@@ -536,9 +604,13 @@ mod tests {
         // modelAsString: unknown compute types pass the schema (the handler decides).
         check(json!({"properties":{"computeType":"Batch","resourceId":"/x"}})).unwrap();
         // SkuTier is modelAsString false.
-        let e = check(json!({"sku":{"name":"S1","tier":"Gold"},"properties":{"computeType":"AmlCompute"}})).unwrap_err();
+        let e = check(
+            json!({"sku":{"name":"S1","tier":"Gold"},"properties":{"computeType":"AmlCompute"}}),
+        )
+        .unwrap_err();
         assert_eq!(e.path, "sku.tier");
-        let e = check(json!({"sku":{"tier":"Free"},"properties":{"computeType":"AmlCompute"}})).unwrap_err();
+        let e = check(json!({"sku":{"tier":"Free"},"properties":{"computeType":"AmlCompute"}}))
+            .unwrap_err();
         assert_eq!(e.path, "sku.name");
     }
 
@@ -548,23 +620,35 @@ mod tests {
             "description":null,"properties":{"administratorAccount":{"username":"u","passphrase":"p"}}}});
         check(v.clone()).unwrap();
         let e = specs()
-            .validate_definition("ComputeResource", &v, Options { reject_unknown: true })
+            .validate_definition(
+                "ComputeResource",
+                &v,
+                Options {
+                    reject_unknown: true,
+                },
+            )
             .unwrap_err();
-        assert_eq!(e.path, "properties.properties.administratorAccount.passphrase");
+        assert_eq!(
+            e.path,
+            "properties.properties.administratorAccount.passphrase"
+        );
     }
 
     #[test]
     fn tags_must_be_strings() {
-        let e = check(json!({"tags":{"a":1},"properties":{"computeType":"AmlCompute"}})).unwrap_err();
+        let e =
+            check(json!({"tags":{"a":1},"properties":{"computeType":"AmlCompute"}})).unwrap_err();
         assert_eq!(e.path, "tags.a");
     }
 
     #[test]
     fn parameters() {
         let s = specs();
-        s.check_parameter("WorkspaceNameParameter", "prod-workspace").unwrap();
+        s.check_parameter("WorkspaceNameParameter", "prod-workspace")
+            .unwrap();
         assert!(s.check_parameter("WorkspaceNameParameter", "-bad").is_err());
-        s.check_parameter("ResourceGroupNameParameter", "ml-rg").unwrap();
+        s.check_parameter("ResourceGroupNameParameter", "ml-rg")
+            .unwrap();
         assert!(s.matches_pattern(COMPUTE_NAME_PATTERN_2026, "vm-one"));
         assert!(!s.matches_pattern(COMPUTE_NAME_PATTERN_2026, "vm-1"));
         assert!(!s.matches_pattern(COMPUTE_NAME_PATTERN_2026, "1vm"));

@@ -14,9 +14,15 @@ async fn workspace_get() {
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body["name"], "prod-workspace");
     assert_eq!(r.body["location"], "westeurope");
-    assert_eq!(r.header("content-type"), Some("application/json; charset=utf-8"));
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/json; charset=utf-8")
+    );
     assert!(r.header("x-ms-request-id").is_some());
-    assert_eq!(r.header("x-ms-ratelimit-remaining-subscription-reads"), Some("249"));
+    assert_eq!(
+        r.header("x-ms-ratelimit-remaining-subscription-reads"),
+        Some("249")
+    );
 }
 
 #[tokio::test]
@@ -25,25 +31,48 @@ async fn not_found_errors_are_arm_shaped() {
     let r = e.get(&format!("/subscriptions/{SUB}/resourceGroups/ml-rg/providers/Microsoft.MachineLearningServices/workspaces/nope-ws")).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert_eq!(r.code(), "ResourceNotFound");
-    assert!(r.body["error"]["message"].as_str().unwrap().contains("workspaces/nope-ws"));
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("workspaces/nope-ws")
+    );
 
     let r = e.get(&format!("/subscriptions/{SUB}/resourceGroups/other-rg/providers/Microsoft.MachineLearningServices/workspaces/prod-workspace")).await;
-    assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "ResourceGroupNotFound"));
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::NOT_FOUND, "ResourceGroupNotFound")
+    );
 
     let r = e.get("/subscriptions/99999999-0000-0000-0000-000000000000/resourceGroups/ml-rg/providers/Microsoft.MachineLearningServices/workspaces/prod-workspace").await;
-    assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "SubscriptionNotFound"));
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::NOT_FOUND, "SubscriptionNotFound")
+    );
 
     let r = e.get("/subscriptions/not-a-guid/resourceGroups/ml-rg/providers/Microsoft.MachineLearningServices/workspaces/prod-workspace").await;
-    assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "InvalidSubscriptionId"));
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::BAD_REQUEST, "InvalidSubscriptionId")
+    );
 
     let r = e.get(&compute_path("missing")).await;
-    assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "ResourceNotFound"));
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::NOT_FOUND, "ResourceNotFound")
+    );
 
     let r = e.get("/no/such/path").await;
     assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "NotFound"));
     let r = e.get(&format!("{}/computes/a/b/c/d", ws_path())).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
-    let r = e.arm(Method::POST, &with_version(&format!("{}/bogus", compute_path("xyz"))), None).await;
+    let r = e
+        .arm(
+            Method::POST,
+            &with_version(&format!("{}/bogus", compute_path("xyz"))),
+            None,
+        )
+        .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
 
@@ -51,10 +80,23 @@ async fn not_found_errors_are_arm_shaped() {
 async fn api_version_is_required_and_checked() {
     let e = env().await;
     let r = e.arm(Method::GET, &ws_path(), None).await;
-    assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "MissingApiVersionParameter"));
-    let r = e.get(&format!("{}?api-version=2099-01-01", ws_path())).await;
-    assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "InvalidApiVersionParameter"));
-    for v in ["2025-12-01", "2026-07-01", "2024-04-01", "2022-10-01-preview"] {
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::BAD_REQUEST, "MissingApiVersionParameter")
+    );
+    let r = e
+        .get(&format!("{}?api-version=2099-01-01", ws_path()))
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::BAD_REQUEST, "InvalidApiVersionParameter")
+    );
+    for v in [
+        "2025-12-01",
+        "2026-07-01",
+        "2024-04-01",
+        "2022-10-01-preview",
+    ] {
         let r = e.get(&format!("{}?api-version={v}", ws_path())).await;
         assert_eq!(r.status, StatusCode::OK, "{v}");
     }
@@ -65,12 +107,20 @@ async fn path_parameters_are_validated() {
     let e = env().await;
     // workspaceName pattern.
     let r = e.get(&format!("/subscriptions/{SUB}/resourceGroups/ml-rg/providers/Microsoft.MachineLearningServices/workspaces/-x")).await;
-    assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "InvalidParameter"));
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::BAD_REQUEST, "InvalidParameter")
+    );
     // computeName pattern only in 2026-07-01.
     let r = e.get(&compute_path("vm-1")).await;
-    assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "InvalidParameter"));
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::BAD_REQUEST, "InvalidParameter")
+    );
     assert_eq!(r.body["error"]["target"], "computeName");
-    let r = e.get(&format!("{}?api-version=2025-12-01", compute_path("vm-1"))).await;
+    let r = e
+        .get(&format!("{}?api-version=2025-12-01", compute_path("vm-1")))
+        .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
 
@@ -79,11 +129,19 @@ async fn attach_vm_creating_then_succeeded() {
     let mut cfg = EmulatorConfig::fast();
     cfg.settings.provisioning_delay_ms = 600;
     let e = env_with(cfg).await;
-    let r = e.put(&compute_path("vm-one"), &vm_body(VM1, "Emulator-VM-Passw0rd")).await;
+    let r = e
+        .put(
+            &compute_path("vm-one"),
+            &vm_body(VM1, "Emulator-VM-Passw0rd"),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     assert_eq!(r.body["properties"]["provisioningState"], "Creating");
     assert_eq!(r.body["properties"]["isAttachedCompute"], true);
-    assert_eq!(r.body["properties"]["properties"]["administratorAccount"], Value::Null);
+    assert_eq!(
+        r.body["properties"]["properties"]["administratorAccount"],
+        Value::Null
+    );
     assert!(!r.text.contains("Emulator-VM-Passw0rd"));
     assert!(r.header("location").is_none());
     let op = r.header("azure-asyncoperation").unwrap().to_owned();
@@ -92,24 +150,45 @@ async fn attach_vm_creating_then_succeeded() {
         e.emu.base_url()
     );
     assert!(op.starts_with(&prefix), "{op}");
-    assert!(op.ends_with(&format!("?api-version={V}&service=new")), "{op}");
-    let created = r.body["properties"]["createdOn"].as_str().unwrap().to_owned();
-    assert_eq!(created.len(), "2025-11-20T05:23:56.5455174+00:00".len(), "{created}");
+    assert!(
+        op.ends_with(&format!("?api-version={V}&service=new")),
+        "{op}"
+    );
+    let created = r.body["properties"]["createdOn"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        created.len(),
+        "2025-11-20T05:23:56.5455174+00:00".len(),
+        "{created}"
+    );
 
     let first = e.follow(&op).await;
     assert_eq!(first.status, StatusCode::OK);
     assert_eq!(first.body, json!({"status": "InProgress"}));
     let done = e.wait_op(&op).await;
-    assert_eq!(done.body, json!({"status": "Succeeded", "percentComplete": 100.0}));
+    assert_eq!(
+        done.body,
+        json!({"status": "Succeeded", "percentComplete": 100.0})
+    );
     assert!(done.text.contains("100.0"));
 
     let r = e.get(&compute_path("vm-one")).await;
     assert_eq!(r.body["properties"]["provisioningState"], "Succeeded");
     assert_eq!(r.body["properties"]["properties"]["address"], "20.61.0.10");
-    assert_ne!(r.body["properties"]["modifiedOn"], r.body["properties"]["createdOn"]);
+    assert_ne!(
+        r.body["properties"]["modifiedOn"],
+        r.body["properties"]["createdOn"]
+    );
 
     // PUT over an existing compute is 201 again and goes back to Creating.
-    let r = e.put(&compute_path("vm-one"), &vm_body(VM1, "Emulator-VM-Passw0rd")).await;
+    let r = e
+        .put(
+            &compute_path("vm-one"),
+            &vm_body(VM1, "Emulator-VM-Passw0rd"),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::CREATED);
     assert_eq!(r.body["properties"]["provisioningState"], "Creating");
     assert_eq!(r.body["properties"]["createdOn"], created.as_str());
@@ -125,11 +204,19 @@ async fn attach_fails_for_bad_credentials_or_missing_resource() {
     assert_eq!(op.body["error"]["code"], "InvalidCredentials");
     let g = e.get(&compute_path("vm-bad")).await;
     assert_eq!(g.body["properties"]["provisioningState"], "Failed");
-    assert_eq!(g.body["properties"]["provisioningErrors"][0]["error"]["code"], "InvalidCredentials");
+    assert_eq!(
+        g.body["properties"]["provisioningErrors"][0]["error"]["code"],
+        "InvalidCredentials"
+    );
     assert!(!g.text.contains("wrong\""));
 
     let missing = VM1.replace("dsvm-1", "dsvm-404");
-    let r = e.put(&compute_path("vm-gone"), &vm_body(&missing, "Emulator-VM-Passw0rd")).await;
+    let r = e
+        .put(
+            &compute_path("vm-gone"),
+            &vm_body(&missing, "Emulator-VM-Passw0rd"),
+        )
+        .await;
     let op = e.wait_op(r.header("azure-asyncoperation").unwrap()).await;
     assert_eq!(op.body["error"]["code"], "UnderlyingResourceNotFound");
 }
@@ -139,15 +226,30 @@ async fn attach_every_default_world_kind() {
     let e = env().await;
     let key = "-----BEGIN OPENSSH PRIVATE KEY-----\nemulator-dsvm-1-key\n-----END OPENSSH PRIVATE KEY-----\n";
     let bodies = [
-        ("vm-key", json!({"properties":{"computeType":"VirtualMachine","resourceId":VM2,
-            "properties":{"sshPort":22,"administratorAccount":{"username":"azureuser","privateKeyData":key}}}})),
-        ("hdi-one", json!({"properties":{"computeType":"HDInsight","resourceId":HDI,
+        (
+            "vm-key",
+            json!({"properties":{"computeType":"VirtualMachine","resourceId":VM2,
+            "properties":{"sshPort":22,"administratorAccount":{"username":"azureuser","privateKeyData":key}}}}),
+        ),
+        (
+            "hdi-one",
+            json!({"properties":{"computeType":"HDInsight","resourceId":HDI,
             "properties":{"address":"spark-1-ssh.azurehdinsight.net","sshPort":22,
-            "administratorAccount":{"username":"sshuser","password":"Emulator-HDI-Passw0rd"}}}})),
-        ("batch-one", json!({"location":"westeurope","properties":{"computeType":"Batch","resourceId":BATCH}})),
-        ("dbw-one", json!({"properties":{"computeType":"Databricks","resourceId":DBW,
-            "properties":{"databricksAccessToken":"dapi-emulator-0123456789abcdef","workspaceUrl":"adb-1234567890123456.7.azuredatabricks.net"}}})),
-        ("adla-one", json!({"properties":{"computeType":"DataLakeAnalytics","resourceId":ADLA}})),
+            "administratorAccount":{"username":"sshuser","password":"Emulator-HDI-Passw0rd"}}}}),
+        ),
+        (
+            "batch-one",
+            json!({"location":"westeurope","properties":{"computeType":"Batch","resourceId":BATCH}}),
+        ),
+        (
+            "dbw-one",
+            json!({"properties":{"computeType":"Databricks","resourceId":DBW,
+            "properties":{"databricksAccessToken":"dapi-emulator-0123456789abcdef","workspaceUrl":"adb-1234567890123456.7.azuredatabricks.net"}}}),
+        ),
+        (
+            "adla-one",
+            json!({"properties":{"computeType":"DataLakeAnalytics","resourceId":ADLA}}),
+        ),
     ];
     let mut ops = Vec::new();
     for (name, body) in &bodies {
@@ -162,21 +264,53 @@ async fn attach_every_default_world_kind() {
         assert_eq!(r.body["status"], "Succeeded", "{name}: {}", r.text);
     }
     // Wrong Databricks token fails.
-    let r = e.put(&compute_path("dbw-bad"), &json!({"properties":{"computeType":"Databricks","resourceId":DBW,
-        "properties":{"databricksAccessToken":"nope"}}})).await;
+    let r = e
+        .put(
+            &compute_path("dbw-bad"),
+            &json!({"properties":{"computeType":"Databricks","resourceId":DBW,
+        "properties":{"databricksAccessToken":"nope"}}}),
+        )
+        .await;
     let op = e.wait_op(r.header("azure-asyncoperation").unwrap()).await;
     assert_eq!(op.body["status"], "Failed");
 
     // listKeys returns the secrets.
-    let r = e.arm(Method::POST, &with_version(&format!("{}/listKeys", compute_path("dbw-one"))), None).await;
+    let r = e
+        .arm(
+            Method::POST,
+            &with_version(&format!("{}/listKeys", compute_path("dbw-one"))),
+            None,
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK);
-    assert_eq!(r.body, json!({"computeType":"Databricks","databricksAccessToken":"dapi-emulator-0123456789abcdef"}));
-    let r = e.arm(Method::POST, &with_version(&format!("{}/listKeys", compute_path("vm-key"))), None).await;
+    assert_eq!(
+        r.body,
+        json!({"computeType":"Databricks","databricksAccessToken":"dapi-emulator-0123456789abcdef"})
+    );
+    let r = e
+        .arm(
+            Method::POST,
+            &with_version(&format!("{}/listKeys", compute_path("vm-key"))),
+            None,
+        )
+        .await;
     assert_eq!(r.body["computeType"], "VirtualMachine");
     assert_eq!(r.body["administratorAccount"]["privateKeyData"], key);
-    let r = e.arm(Method::POST, &with_version(&format!("{}/listKeys", compute_path("adla-one"))), None).await;
+    let r = e
+        .arm(
+            Method::POST,
+            &with_version(&format!("{}/listKeys", compute_path("adla-one"))),
+            None,
+        )
+        .await;
     assert_eq!(r.body, json!({"computeType":"DataLakeAnalytics"}));
-    let r = e.arm(Method::POST, &with_version(&format!("{}/listKeys", compute_path("nothing"))), None).await;
+    let r = e
+        .arm(
+            Method::POST,
+            &with_version(&format!("{}/listKeys", compute_path("nothing"))),
+            None,
+        )
+        .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
 
@@ -184,26 +318,63 @@ async fn attach_every_default_world_kind() {
 async fn batch_can_be_refused() {
     let e = env().await;
     e.control
-        .update_config(&SettingsPatch { accept_batch: Some(false), ..Default::default() })
+        .update_config(&SettingsPatch {
+            accept_batch: Some(false),
+            ..Default::default()
+        })
         .await
         .unwrap();
-    let r = e.put(&compute_path("batch-one"), &json!({"properties":{"computeType":"Batch","resourceId":BATCH}})).await;
-    assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "UnsupportedComputeType"));
+    let r = e
+        .put(
+            &compute_path("batch-one"),
+            &json!({"properties":{"computeType":"Batch","resourceId":BATCH}}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::BAD_REQUEST, "UnsupportedComputeType")
+    );
     assert_eq!(r.body["error"]["target"], "properties.computeType");
-    let r = e.put(&compute_path("weird-one"), &json!({"properties":{"computeType":"Quantum"}})).await;
-    assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "UnsupportedComputeType"));
+    let r = e
+        .put(
+            &compute_path("weird-one"),
+            &json!({"properties":{"computeType":"Quantum"}}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::BAD_REQUEST, "UnsupportedComputeType")
+    );
 }
 
 #[tokio::test]
 async fn bodies_are_validated_against_the_spec() {
     let e = env().await;
     let cases = [
-        (json!({"properties":{"computeType":"VirtualMachine","properties":{"sshPort":"22"}}}), "properties.properties.sshPort"),
-        (json!({"properties":{"resourceId":VM1}}), "properties.computeType"),
-        (json!({"properties":{"computeType":"AKS","properties":{"agentCount":-1}}}), "properties.properties.agentCount"),
-        (json!({"tags":{"a":1},"properties":{"computeType":"AmlCompute"}}), "tags.a"),
-        (json!({"sku":{"tier":"Free"},"properties":{"computeType":"AmlCompute"}}), "sku.name"),
-        (json!({"properties":{"computeType":"VirtualMachine","disableLocalAuth":"yes"}}), "properties.disableLocalAuth"),
+        (
+            json!({"properties":{"computeType":"VirtualMachine","properties":{"sshPort":"22"}}}),
+            "properties.properties.sshPort",
+        ),
+        (
+            json!({"properties":{"resourceId":VM1}}),
+            "properties.computeType",
+        ),
+        (
+            json!({"properties":{"computeType":"AKS","properties":{"agentCount":-1}}}),
+            "properties.properties.agentCount",
+        ),
+        (
+            json!({"tags":{"a":1},"properties":{"computeType":"AmlCompute"}}),
+            "tags.a",
+        ),
+        (
+            json!({"sku":{"tier":"Free"},"properties":{"computeType":"AmlCompute"}}),
+            "sku.name",
+        ),
+        (
+            json!({"properties":{"computeType":"VirtualMachine","disableLocalAuth":"yes"}}),
+            "properties.disableLocalAuth",
+        ),
         (json!({"properties":"x"}), "properties"),
     ];
     for (body, path) in cases {
@@ -214,21 +385,32 @@ async fn bodies_are_validated_against_the_spec() {
         assert!(r.body["error"]["message"].as_str().unwrap().contains(path));
     }
     // A body without properties.
-    let r = e.put(&compute_path("val-one"), &json!({"location":"westeurope"})).await;
+    let r = e
+        .put(&compute_path("val-one"), &json!({"location":"westeurope"}))
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     // Nothing was created by the failures.
     assert!(e.control.state().await.unwrap().computes.is_empty());
     // Unknown properties are ignored by default, refused when configured.
     let body = json!({"properties":{"computeType":"VirtualMachine","resourceId":VM1,"properties":{"sshPort":22,
         "administratorAccount":{"username":"azureuser","password":"Emulator-VM-Passw0rd","passphrase":"x"}}}});
-    assert_eq!(e.put(&compute_path("val-two"), &body).await.status, StatusCode::CREATED);
+    assert_eq!(
+        e.put(&compute_path("val-two"), &body).await.status,
+        StatusCode::CREATED
+    );
     e.control
-        .update_config(&SettingsPatch { reject_unknown_properties: Some(true), ..Default::default() })
+        .update_config(&SettingsPatch {
+            reject_unknown_properties: Some(true),
+            ..Default::default()
+        })
         .await
         .unwrap();
     let r = e.put(&compute_path("val-two"), &body).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert_eq!(r.body["error"]["target"], "properties.properties.administratorAccount.passphrase");
+    assert_eq!(
+        r.body["error"]["target"],
+        "properties.properties.administratorAccount.passphrase"
+    );
 }
 
 #[tokio::test]
@@ -236,29 +418,107 @@ async fn malformed_requests_get_clear_4xx() {
     let e = env().await;
     let url = e.url(&with_version(&compute_path("bad-one")));
     // Malformed JSON.
-    let r = into_resp(e.http.put(&url).bearer_auth(&e.token).header("content-type", "application/json").body("{not json").send().await.unwrap()).await;
-    assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "InvalidRequestContent"));
+    let r = into_resp(
+        e.http
+            .put(&url)
+            .bearer_auth(&e.token)
+            .header("content-type", "application/json")
+            .body("{not json")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::BAD_REQUEST, "InvalidRequestContent")
+    );
     // Wrong content type.
-    let r = into_resp(e.http.put(&url).bearer_auth(&e.token).header("content-type", "text/plain").body("{}").send().await.unwrap()).await;
-    assert_eq!((r.status, r.code()), (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType"));
+    let r = into_resp(
+        e.http
+            .put(&url)
+            .bearer_auth(&e.token)
+            .header("content-type", "text/plain")
+            .body("{}")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType")
+    );
     // Empty body.
-    let r = into_resp(e.http.put(&url).bearer_auth(&e.token).header("content-type", "application/json").send().await.unwrap()).await;
+    let r = into_resp(
+        e.http
+            .put(&url)
+            .bearer_auth(&e.token)
+            .header("content-type", "application/json")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     // JSON that is not an object.
-    let r = into_resp(e.http.put(&url).bearer_auth(&e.token).json(&json!([1, 2])).send().await.unwrap()).await;
+    let r = into_resp(
+        e.http
+            .put(&url)
+            .bearer_auth(&e.token)
+            .json(&json!([1, 2]))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    let r = into_resp(e.http.put(&url).bearer_auth(&e.token).json(&Value::Null).send().await.unwrap()).await;
+    let r = into_resp(
+        e.http
+            .put(&url)
+            .bearer_auth(&e.token)
+            .json(&Value::Null)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     // Oversized body.
     let big = format!("{{\"location\":\"{}\"}}", "x".repeat(1024 * 1024 + 10));
-    let r = into_resp(e.http.put(&url).bearer_auth(&e.token).header("content-type", "application/json").body(big).send().await.unwrap()).await;
-    assert_eq!((r.status, r.code()), (StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge"));
+    let r = into_resp(
+        e.http
+            .put(&url)
+            .bearer_auth(&e.token)
+            .header("content-type", "application/json")
+            .body(big)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge")
+    );
     // Deeply nested JSON must not crash the server.
     let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
-    let r = into_resp(e.http.put(&url).bearer_auth(&e.token).header("content-type", "application/json").body(deep).send().await.unwrap()).await;
+    let r = into_resp(
+        e.http
+            .put(&url)
+            .bearer_auth(&e.token)
+            .header("content-type", "application/json")
+            .body(deep)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     // Weird methods.
-    let r = e.arm(Method::PUT, &with_version(&ws_path()), Some(&json!({}))).await;
+    let r = e
+        .arm(Method::PUT, &with_version(&ws_path()), Some(&json!({})))
+        .await;
     assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
     // Still healthy and nothing was stored.
     assert_eq!(e.get(&ws_path()).await.status, StatusCode::OK);
@@ -272,7 +532,10 @@ async fn list_pages_with_next_link() {
     let e = env_with(cfg).await;
     for i in 0..7 {
         let body = json!({"properties":{"computeType":"AmlCompute","properties":{"vmSize":"Standard_DS2_v2"}}});
-        e.control.put_compute("prod-workspace", &format!("aml-{i:02}"), &body).await.unwrap();
+        e.control
+            .put_compute("prod-workspace", &format!("aml-{i:02}"), &body)
+            .await
+            .unwrap();
     }
     let mut names = Vec::new();
     let mut url = e.url(&with_version(&format!("{}/computes", ws_path())));
@@ -295,7 +558,10 @@ async fn list_pages_with_next_link() {
         }
     }
     assert_eq!(pages, 3);
-    assert_eq!(names, (0..7).map(|i| format!("aml-{i:02}")).collect::<Vec<_>>());
+    assert_eq!(
+        names,
+        (0..7).map(|i| format!("aml-{i:02}")).collect::<Vec<_>>()
+    );
     let r = e.get(&format!("{}/computes?$skip=%%%", ws_path())).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     // An empty workspace lists as {"value": []} with no nextLink key.
@@ -307,22 +573,50 @@ async fn list_pages_with_next_link() {
 #[tokio::test]
 async fn delete_requires_action_and_detaches() {
     let e = env().await;
-    let r = e.put(&compute_path("vm-one"), &vm_body(VM1, "Emulator-VM-Passw0rd")).await;
+    let r = e
+        .put(
+            &compute_path("vm-one"),
+            &vm_body(VM1, "Emulator-VM-Passw0rd"),
+        )
+        .await;
     e.wait_op(r.header("azure-asyncoperation").unwrap()).await;
 
-    let r = e.arm(Method::DELETE, &with_version(&compute_path("vm-one")), None).await;
+    let r = e
+        .arm(Method::DELETE, &with_version(&compute_path("vm-one")), None)
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(r.body["error"]["target"], "underlyingResourceAction");
-    let r = e.arm(Method::DELETE, &with_version(&format!("{}?underlyingResourceAction=Explode", compute_path("vm-one"))), None).await;
+    let r = e
+        .arm(
+            Method::DELETE,
+            &with_version(&format!(
+                "{}?underlyingResourceAction=Explode",
+                compute_path("vm-one")
+            )),
+            None,
+        )
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 
-    let r = e.arm(Method::DELETE, &with_version(&format!("{}?underlyingResourceAction=Detach", compute_path("vm-one"))), None).await;
+    let r = e
+        .arm(
+            Method::DELETE,
+            &with_version(&format!(
+                "{}?underlyingResourceAction=Detach",
+                compute_path("vm-one")
+            )),
+            None,
+        )
+        .await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
     assert_eq!(r.text, "");
     let op = r.header("azure-asyncoperation").unwrap().to_owned();
     let loc = r.header("location").unwrap().to_owned();
     assert!(op.contains("/computeOperationsStatus/"));
-    assert!(r.header("x-ms-ratelimit-remaining-subscription-deletes").is_some());
+    assert!(
+        r.header("x-ms-ratelimit-remaining-subscription-deletes")
+            .is_some()
+    );
     // Deleting: still listed, state Deleting.
     let g = e.get(&compute_path("vm-one")).await;
     if g.status == StatusCode::OK {
@@ -332,23 +626,49 @@ async fn delete_requires_action_and_detaches() {
     assert!(l.status == StatusCode::ACCEPTED || l.status == StatusCode::NO_CONTENT);
     let done = e.wait_op(&op).await;
     assert_eq!(done.body["status"], "Succeeded");
-    assert_eq!(e.get(&compute_path("vm-one")).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        e.get(&compute_path("vm-one")).await.status,
+        StatusCode::NOT_FOUND
+    );
     assert_eq!(e.follow(&loc).await.status, StatusCode::NO_CONTENT);
     // The VM still exists; nothing recorded as deleted.
     let state = e.control.state().await.unwrap();
     assert!(state.resources.iter().any(|r| r.id == VM1));
     assert!(state.deleted_resources.is_empty());
     // Absent: 204. Lower-case action like azureml-core sends.
-    let r = e.arm(Method::DELETE, &with_version(&format!("{}?underlyingResourceAction=detach", compute_path("vm-one"))), None).await;
+    let r = e
+        .arm(
+            Method::DELETE,
+            &with_version(&format!(
+                "{}?underlyingResourceAction=detach",
+                compute_path("vm-one")
+            )),
+            None,
+        )
+        .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
 }
 
 #[tokio::test]
 async fn delete_action_delete_removes_the_resource_and_records_it() {
     let e = env().await;
-    let r = e.put(&compute_path("adla-one"), &json!({"properties":{"computeType":"DataLakeAnalytics","resourceId":ADLA}})).await;
+    let r = e
+        .put(
+            &compute_path("adla-one"),
+            &json!({"properties":{"computeType":"DataLakeAnalytics","resourceId":ADLA}}),
+        )
+        .await;
     e.wait_op(r.header("azure-asyncoperation").unwrap()).await;
-    let r = e.arm(Method::DELETE, &with_version(&format!("{}?underlyingResourceAction=Delete", compute_path("adla-one"))), None).await;
+    let r = e
+        .arm(
+            Method::DELETE,
+            &with_version(&format!(
+                "{}?underlyingResourceAction=Delete",
+                compute_path("adla-one")
+            )),
+            None,
+        )
+        .await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
     e.wait_op(r.header("azure-asyncoperation").unwrap()).await;
     let state = e.control.state().await.unwrap();
@@ -357,7 +677,12 @@ async fn delete_action_delete_removes_the_resource_and_records_it() {
     assert_eq!(state.deleted_resources[0].id, ADLA);
     assert_eq!(state.deleted_resources[0].compute, "adla-one");
     // Attaching it again now fails: the resource is gone.
-    let r = e.put(&compute_path("adla-two"), &json!({"properties":{"computeType":"DataLakeAnalytics","resourceId":ADLA}})).await;
+    let r = e
+        .put(
+            &compute_path("adla-two"),
+            &json!({"properties":{"computeType":"DataLakeAnalytics","resourceId":ADLA}}),
+        )
+        .await;
     let op = e.wait_op(r.header("azure-asyncoperation").unwrap()).await;
     assert_eq!(op.body["error"]["code"], "UnderlyingResourceNotFound");
 }
@@ -367,15 +692,45 @@ async fn put_during_delete_conflicts() {
     let mut cfg = EmulatorConfig::fast();
     cfg.settings.deletion_delay_ms = 5_000;
     let e = env_with(cfg).await;
-    e.control.put_compute("prod-workspace", "aml-one", &json!({"properties":{"computeType":"AmlCompute"}})).await.unwrap();
-    let r = e.arm(Method::DELETE, &with_version(&format!("{}?underlyingResourceAction=Detach", compute_path("aml-one"))), None).await;
+    e.control
+        .put_compute(
+            "prod-workspace",
+            "aml-one",
+            &json!({"properties":{"computeType":"AmlCompute"}}),
+        )
+        .await
+        .unwrap();
+    let r = e
+        .arm(
+            Method::DELETE,
+            &with_version(&format!(
+                "{}?underlyingResourceAction=Detach",
+                compute_path("aml-one")
+            )),
+            None,
+        )
+        .await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
-    let r = e.put(&compute_path("aml-one"), &json!({"properties":{"computeType":"AmlCompute"}})).await;
+    let r = e
+        .put(
+            &compute_path("aml-one"),
+            &json!({"properties":{"computeType":"AmlCompute"}}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::CONFLICT);
     let r = e.get(&compute_path("aml-one")).await;
     assert_eq!(r.body["properties"]["provisioningState"], "Deleting");
     // A second DELETE while deleting is accepted again.
-    let r = e.arm(Method::DELETE, &with_version(&format!("{}?underlyingResourceAction=Detach", compute_path("aml-one"))), None).await;
+    let r = e
+        .arm(
+            Method::DELETE,
+            &with_version(&format!(
+                "{}?underlyingResourceAction=Detach",
+                compute_path("aml-one")
+            )),
+            None,
+        )
+        .await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
 }
 
@@ -391,20 +746,47 @@ async fn patch_updates_aml_compute_only() {
     let e = env().await;
     e.control.put_compute("prod-workspace", "aml-one", &json!({"properties":{"computeType":"AmlCompute","properties":{"scaleSettings":{"maxNodeCount":1}}}})).await.unwrap();
     let patch = json!({"properties":{"properties":{"scaleSettings":{"maxNodeCount":4,"minNodeCount":0,"nodeIdleTimeBeforeScaleDown":"PT5M"}}}});
-    let r = e.arm(Method::PATCH, &with_version(&compute_path("aml-one")), Some(&patch)).await;
+    let r = e
+        .arm(
+            Method::PATCH,
+            &with_version(&compute_path("aml-one")),
+            Some(&patch),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    assert_eq!(r.body["properties"]["properties"]["scaleSettings"]["maxNodeCount"], 4);
+    assert_eq!(
+        r.body["properties"]["properties"]["scaleSettings"]["maxNodeCount"],
+        4
+    );
     let bad = json!({"properties":{"properties":{"scaleSettings":{"minNodeCount":0}}}});
-    let r = e.arm(Method::PATCH, &with_version(&compute_path("aml-one")), Some(&bad)).await;
+    let r = e
+        .arm(
+            Method::PATCH,
+            &with_version(&compute_path("aml-one")),
+            Some(&bad),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert_eq!(r.body["error"]["target"], "properties.properties.scaleSettings.maxNodeCount");
+    assert_eq!(
+        r.body["error"]["target"],
+        "properties.properties.scaleSettings.maxNodeCount"
+    );
 }
 
 #[tokio::test]
 async fn names_are_case_insensitive() {
     let e = env().await;
-    e.control.put_compute("prod-workspace", "MixedCase", &json!({"properties":{"computeType":"AmlCompute"}})).await.unwrap();
-    let path = format!("/SUBSCRIPTIONS/{SUB}/resourcegroups/ML-RG/providers/microsoft.machinelearningservices/workspaces/PROD-WORKSPACE/computes/mixedcase");
+    e.control
+        .put_compute(
+            "prod-workspace",
+            "MixedCase",
+            &json!({"properties":{"computeType":"AmlCompute"}}),
+        )
+        .await
+        .unwrap();
+    let path = format!(
+        "/SUBSCRIPTIONS/{SUB}/resourcegroups/ML-RG/providers/microsoft.machinelearningservices/workspaces/PROD-WORKSPACE/computes/mixedcase"
+    );
     let r = e.get(&path).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.body["name"], "MixedCase");
@@ -419,7 +801,15 @@ async fn concurrent_puts_keep_state_consistent() {
         let url = e.url(&with_version(&compute_path(&format!("aml{i:02}"))));
         let token = e.token.clone();
         tasks.push(tokio::spawn(async move {
-            send(&http, Method::PUT, &url, Some(&token), Some(&json!({"properties":{"computeType":"AmlCompute"}}))).await.status
+            send(
+                &http,
+                Method::PUT,
+                &url,
+                Some(&token),
+                Some(&json!({"properties":{"computeType":"AmlCompute"}})),
+            )
+            .await
+            .status
         }));
     }
     for t in tasks {

@@ -87,7 +87,11 @@ throttling:
         "--config",
         cfg.to_str().unwrap(),
     ]);
-    let url = first.trim_end().strip_prefix("listening on ").unwrap().to_owned();
+    let url = first
+        .trim_end()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_owned();
     let pem = std::fs::read_to_string(&ca).unwrap();
     let control = ControlClient::new(&url, &pem).unwrap();
     let state = control.state().await.unwrap();
@@ -97,7 +101,12 @@ throttling:
     assert!(!state.config.throttling.enabled);
     assert_eq!(state.config.provisioning_delay_ms, 10);
     let token = control
-        .token_with_secret("aaaaaaaa-1111-1111-1111-111111111111", "bbbbbbbb-2222-2222-2222-222222222222", "s3cret", None)
+        .token_with_secret(
+            "aaaaaaaa-1111-1111-1111-111111111111",
+            "bbbbbbbb-2222-2222-2222-222222222222",
+            "s3cret",
+            None,
+        )
         .await
         .unwrap();
     let r = control
@@ -116,9 +125,31 @@ fn bad_config_exits_non_zero() {
     let cfg = dir.path().join("bad.yaml");
     std::fs::write(&cfg, "workspaces: 5\n").unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_azureml-emulator"))
-        .args(["--ca-file", dir.path().join("ca.pem").to_str().unwrap(), "--config", cfg.to_str().unwrap()])
+        .args([
+            "--ca-file",
+            dir.path().join("ca.pem").to_str().unwrap(),
+            "--config",
+            cfg.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());
     assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn detached_emulator_outlives_test_runtimes() {
+    let emu = azureml_emulator::spawn_detached(azureml_emulator::EmulatorConfig::fast()).unwrap();
+    for _ in 0..2 {
+        // Each iteration is like a separate #[tokio::test] with its own runtime.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let control = emu.control().unwrap();
+            assert_eq!(control.state().await.unwrap().resources.len(), 6);
+        });
+    }
+    drop(emu);
 }

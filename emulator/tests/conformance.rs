@@ -11,14 +11,16 @@ use std::path::Path;
 use std::time::Duration;
 
 use azureml_emulator::EmulatorConfig;
-use azureml_emulator::config::{SeedCompute, WorldResource, Workspace};
+use azureml_emulator::config::{SeedCompute, Workspace, WorldResource};
 use common::*;
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::Value;
 
 fn fixture(rel: &str) -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(rel);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(rel);
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
 }
 
@@ -53,7 +55,12 @@ fn example_path(p: &Value, suffix: &str) -> String {
 }
 
 fn expected_statuses(ex: &Value) -> Vec<u16> {
-    ex["responses"].as_object().unwrap().keys().map(|k| k.parse().unwrap()).collect()
+    ex["responses"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.parse().unwrap())
+        .collect()
 }
 
 /// Recorded/example body keys of `properties` that our body must also have.
@@ -63,13 +70,25 @@ fn assert_same_shape(ours: &Value, theirs: &Value, ctx: &str) {
             assert!(ours.get(k).is_some(), "{ctx}: missing {k} in {ours}");
         }
     }
-    if let (Some(Value::Object(tp)), Some(op)) = (theirs.get("properties"), ours.get("properties")) {
+    if let (Some(Value::Object(tp)), Some(op)) = (theirs.get("properties"), ours.get("properties"))
+    {
         for k in [
-            "computeType", "computeLocation", "provisioningState", "description", "createdOn", "modifiedOn",
-            "resourceId", "provisioningErrors", "isAttachedCompute", "disableLocalAuth",
+            "computeType",
+            "computeLocation",
+            "provisioningState",
+            "description",
+            "createdOn",
+            "modifiedOn",
+            "resourceId",
+            "provisioningErrors",
+            "isAttachedCompute",
+            "disableLocalAuth",
         ] {
             if tp.contains_key(k) {
-                assert!(op.get(k).is_some(), "{ctx}: missing properties.{k} in {ours}");
+                assert!(
+                    op.get(k).is_some(),
+                    "{ctx}: missing properties.{k} in {ours}"
+                );
             }
         }
         assert_eq!(op["computeType"], tp["computeType"], "{ctx}");
@@ -79,7 +98,11 @@ fn assert_same_shape(ours: &Value, theirs: &Value, ctx: &str) {
         if let Some(Value::Object(inner)) = tp.get("properties")
             && inner.get("administratorAccount") == Some(&Value::Null)
         {
-            assert_eq!(op["properties"]["administratorAccount"], Value::Null, "{ctx}");
+            assert_eq!(
+                op["properties"]["administratorAccount"],
+                Value::Null,
+                "{ctx}"
+            );
         }
         for ts in ["createdOn", "modifiedOn"] {
             if let Some(Value::String(t)) = op.get(ts) {
@@ -92,20 +115,45 @@ fn assert_same_shape(ours: &Value, theirs: &Value, ctx: &str) {
 
 #[tokio::test]
 async fn spec_examples() {
-    let e = env_with(world(vec![ws(EX_SUB, "testrg123", "workspaces123", "eastus")])).await;
+    let e = env_with(world(vec![ws(
+        EX_SUB,
+        "testrg123",
+        "workspaces123",
+        "eastus",
+    )]))
+    .await;
     let base = "examples";
     let seed = |name: &str, body: Value| {
         let control = e.control.clone();
         let name = name.to_owned();
-        async move { control.put_compute("workspaces123", &name, &body).await.unwrap() }
+        async move {
+            control
+                .put_compute("workspaces123", &name, &body)
+                .await
+                .unwrap()
+        }
     };
     let mut replayed = 0;
-    for file in ["createOrUpdate/AKSCompute.json", "createOrUpdate/BasicAKSCompute.json", "createOrUpdate/BasicDataFactoryCompute.json", "createOrUpdate/KubernetesCompute.json"] {
+    for file in [
+        "createOrUpdate/AKSCompute.json",
+        "createOrUpdate/BasicAKSCompute.json",
+        "createOrUpdate/BasicDataFactoryCompute.json",
+        "createOrUpdate/KubernetesCompute.json",
+    ] {
         let ex = fixture(&format!("{base}/{file}"));
         let p = &ex["parameters"];
-        let path = format!("{}?api-version={}", example_path(p, "/computes/compute123"), p["api-version"].as_str().unwrap());
+        let path = format!(
+            "{}?api-version={}",
+            example_path(p, "/computes/compute123"),
+            p["api-version"].as_str().unwrap()
+        );
         let r = e.arm(Method::PUT, &path, Some(&p["parameters"])).await;
-        assert!(expected_statuses(&ex).contains(&r.status.as_u16()), "{file}: {} {}", r.status, r.text);
+        assert!(
+            expected_statuses(&ex).contains(&r.status.as_u16()),
+            "{file}: {} {}",
+            r.status,
+            r.text
+        );
         assert!(r.header("azure-asyncoperation").is_some(), "{file}");
         let example_body = &ex["responses"][r.status.as_str()]["body"];
         assert_same_shape(&r.body, example_body, file);
@@ -118,20 +166,35 @@ async fn spec_examples() {
         let example_body = ex["responses"]["200"]["body"].clone();
         seed("compute123", example_body.clone()).await;
         let p = &ex["parameters"];
-        let r = e.get(&format!("{}?api-version={}", example_path(p, "/computes/compute123"), p["api-version"].as_str().unwrap())).await;
+        let r = e
+            .get(&format!(
+                "{}?api-version={}",
+                example_path(p, "/computes/compute123"),
+                p["api-version"].as_str().unwrap()
+            ))
+            .await;
         assert_eq!(r.status, StatusCode::OK, "{file}: {}", r.text);
         assert_same_shape(&r.body, &example_body, file);
         replayed += 1;
     }
 
     let ex = fixture(&format!("{base}/list.json"));
-    let values = ex["responses"]["200"]["body"]["value"].as_array().unwrap().clone();
+    let values = ex["responses"]["200"]["body"]["value"]
+        .as_array()
+        .unwrap()
+        .clone();
     e.control.reset().await.unwrap();
     for v in &values {
         seed(v["name"].as_str().unwrap(), v.clone()).await;
     }
     let p = &ex["parameters"];
-    let r = e.get(&format!("{}?api-version={}", example_path(p, "/computes"), p["api-version"].as_str().unwrap())).await;
+    let r = e
+        .get(&format!(
+            "{}?api-version={}",
+            example_path(p, "/computes"),
+            p["api-version"].as_str().unwrap()
+        ))
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let ours = r.body["value"].as_array().unwrap();
     assert_eq!(ours.len(), values.len());
@@ -141,23 +204,52 @@ async fn spec_examples() {
     replayed += 1;
 
     let cases = [
-        ("listKeys.json", Method::POST, "/computes/compute123/listKeys", r#"{"properties":{"computeType":"AKS"}}"#),
-        ("listNodes.json", Method::POST, "/computes/compute123/listNodes", r#"{"properties":{"computeType":"AmlCompute"}}"#),
-        ("patch.json", Method::PATCH, "/computes/compute123", r#"{"properties":{"computeType":"AmlCompute","properties":{"scaleSettings":{"maxNodeCount":1}}}}"#),
-        ("delete.json", Method::DELETE, "/computes/compute123", r#"{"properties":{"computeType":"AmlCompute"}}"#),
+        (
+            "listKeys.json",
+            Method::POST,
+            "/computes/compute123/listKeys",
+            r#"{"properties":{"computeType":"AKS"}}"#,
+        ),
+        (
+            "listNodes.json",
+            Method::POST,
+            "/computes/compute123/listNodes",
+            r#"{"properties":{"computeType":"AmlCompute"}}"#,
+        ),
+        (
+            "patch.json",
+            Method::PATCH,
+            "/computes/compute123",
+            r#"{"properties":{"computeType":"AmlCompute","properties":{"scaleSettings":{"maxNodeCount":1}}}}"#,
+        ),
+        (
+            "delete.json",
+            Method::DELETE,
+            "/computes/compute123",
+            r#"{"properties":{"computeType":"AmlCompute"}}"#,
+        ),
     ];
     for (file, method, suffix, seed_body) in cases {
         e.control.reset().await.unwrap();
         seed("compute123", serde_json::from_str(seed_body).unwrap()).await;
         let ex = fixture(&format!("{base}/{file}"));
         let p = &ex["parameters"];
-        let mut path = format!("{}?api-version={}", example_path(p, suffix), p["api-version"].as_str().unwrap());
+        let mut path = format!(
+            "{}?api-version={}",
+            example_path(p, suffix),
+            p["api-version"].as_str().unwrap()
+        );
         if let Some(a) = p.get("underlyingResourceAction").and_then(Value::as_str) {
             path.push_str(&format!("&underlyingResourceAction={a}"));
         }
         let body = p.get("parameters");
         let r = e.arm(method, &path, body).await;
-        assert!(expected_statuses(&ex).contains(&r.status.as_u16()), "{file}: {} {}", r.status, r.text);
+        assert!(
+            expected_statuses(&ex).contains(&r.status.as_u16()),
+            "{file}: {} {}",
+            r.status,
+            r.text
+        );
         if file == "listKeys.json" {
             let theirs = &ex["responses"]["200"]["body"];
             for k in theirs.as_object().unwrap().keys() {
@@ -190,7 +282,9 @@ fn load(name: &str) -> Vec<Recorded> {
 
 fn path_and_query(url: &str) -> String {
     let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
-    after_scheme.find('/').map_or("/".into(), |i| after_scheme[i..].to_owned())
+    after_scheme
+        .find('/')
+        .map_or("/".into(), |i| after_scheme[i..].to_owned())
 }
 
 fn op_guid(url: &str) -> Option<String> {
@@ -205,7 +299,9 @@ fn secrets_in(body: &Value, out: &mut Vec<String>) {
             for (k, v) in m {
                 let lower = k.to_ascii_lowercase();
                 if let Value::String(s) = v
-                    && (lower.contains("password") || lower.contains("privatekey") || lower.contains("accesstoken"))
+                    && (lower.contains("password")
+                        || lower.contains("privatekey")
+                        || lower.contains("accesstoken"))
                     && s.len() >= 4
                 {
                     out.push(s.clone());
@@ -233,7 +329,11 @@ async fn replay(e: &Env, items: &[Recorded], api_override: Option<&str>) -> usiz
         if let Some(v) = api_override {
             url = url.replace("api-version=0000-00-00", &format!("api-version={v}"));
         }
-        let recorded_op_status = it.response_body.as_ref().and_then(|b| b.get("status")).and_then(Value::as_str);
+        let recorded_op_status = it
+            .response_body
+            .as_ref()
+            .and_then(|b| b.get("status"))
+            .and_then(Value::as_str);
         let recorded_state = it
             .response_body
             .as_ref()
@@ -244,12 +344,25 @@ async fn replay(e: &Env, items: &[Recorded], api_override: Option<&str>) -> usiz
         let mut tries = 0;
         loop {
             let method = Method::from_bytes(it.method.as_bytes()).unwrap();
-            r = send(&e.http, method, &url, Some(&e.token), it.request_body.as_ref()).await;
+            r = send(
+                &e.http,
+                method,
+                &url,
+                Some(&e.token),
+                it.request_body.as_ref(),
+            )
+            .await;
             tries += 1;
             let ours_op = r.body.get("status").and_then(Value::as_str);
-            let ours_state = r.body.pointer("/properties/provisioningState").and_then(Value::as_str);
-            let waiting = (recorded_op_status == Some("Succeeded") && ours_op == Some("InProgress"))
-                || (it.method == "GET" && recorded_state == Some("Succeeded") && ours_state == Some("Creating"));
+            let ours_state = r
+                .body
+                .pointer("/properties/provisioningState")
+                .and_then(Value::as_str);
+            let waiting = (recorded_op_status == Some("Succeeded")
+                && ours_op == Some("InProgress"))
+                || (it.method == "GET"
+                    && recorded_state == Some("Succeeded")
+                    && ours_state == Some("Creating"));
             if !waiting || tries > 100 {
                 break;
             }
@@ -257,11 +370,25 @@ async fn replay(e: &Env, items: &[Recorded], api_override: Option<&str>) -> usiz
         }
         assert_eq!(r.status.as_u16(), it.status, "{ctx}: {}", r.text);
         if it.async_operation.is_some() {
-            let ours = r.header("azure-asyncoperation").unwrap_or_else(|| panic!("{ctx}: no Azure-AsyncOperation"));
+            let ours = r
+                .header("azure-asyncoperation")
+                .unwrap_or_else(|| panic!("{ctx}: no Azure-AsyncOperation"));
             assert!(shape.is_match(ours), "{ctx}: {ours}");
-            let v = url.split("api-version=").nth(1).unwrap().split('&').next().unwrap();
-            assert!(ours.contains(&format!("api-version={v}&")), "{ctx}: api-version not echoed in {ours}");
-            ops.insert(op_guid(it.async_operation.as_deref().unwrap()).unwrap(), ours.to_owned());
+            let v = url
+                .split("api-version=")
+                .nth(1)
+                .unwrap()
+                .split('&')
+                .next()
+                .unwrap();
+            assert!(
+                ours.contains(&format!("api-version={v}&")),
+                "{ctx}: api-version not echoed in {ours}"
+            );
+            ops.insert(
+                op_guid(it.async_operation.as_deref().unwrap()).unwrap(),
+                ours.to_owned(),
+            );
         }
         let mut secrets = Vec::new();
         if let Some(b) = &it.request_body {
@@ -274,14 +401,27 @@ async fn replay(e: &Env, items: &[Recorded], api_override: Option<&str>) -> usiz
             Some(theirs) if theirs.get("status").is_some() => {
                 let st = r.body["status"].as_str().unwrap_or_default();
                 assert!(st == "InProgress" || st == "Succeeded", "{ctx}: {}", r.text);
-                assert_eq!(r.body.get("percentComplete").is_some(), st == "Succeeded", "{ctx}");
+                assert_eq!(
+                    r.body.get("percentComplete").is_some(),
+                    st == "Succeeded",
+                    "{ctx}"
+                );
                 if recorded_op_status == Some("Succeeded") {
-                    assert_eq!(r.body, serde_json::json!({"status":"Succeeded","percentComplete":100.0}), "{ctx}");
+                    assert_eq!(
+                        r.body,
+                        serde_json::json!({"status":"Succeeded","percentComplete":100.0}),
+                        "{ctx}"
+                    );
                 }
             }
             Some(theirs) if theirs.get("value").is_some() => {
                 let names = |v: &Value| -> Vec<String> {
-                    let mut n: Vec<String> = v["value"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap().to_owned()).collect();
+                    let mut n: Vec<String> = v["value"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|c| c["name"].as_str().unwrap().to_owned())
+                        .collect();
                     n.sort();
                     n
                 };
@@ -291,10 +431,17 @@ async fn replay(e: &Env, items: &[Recorded], api_override: Option<&str>) -> usiz
             Some(theirs) if theirs.get("properties").is_some() => {
                 assert_same_shape(&r.body, theirs, &ctx);
                 if it.method == "PUT" {
-                    assert_eq!(r.body["properties"]["provisioningState"], "Creating", "{ctx}");
+                    assert_eq!(
+                        r.body["properties"]["provisioningState"], "Creating",
+                        "{ctx}"
+                    );
                 }
             }
-            _ => assert!(r.text.is_empty(), "{ctx}: expected an empty body, got {}", r.text),
+            _ => assert!(
+                r.text.is_empty(),
+                "{ctx}: expected an empty body, got {}",
+                r.text
+            ),
         }
     }
     items.len()
@@ -322,7 +469,12 @@ fn seeds_from(items: &[Recorded], workspace: &str) -> Vec<SeedCompute> {
 async fn recording_aso_vm_attach_and_detach() {
     let items = load("aso24.json");
     let sub = "00000000-0000-0000-0000-000000000000";
-    let mut cfg = world(vec![ws(sub, "asotest-rg-ecospd", "asotestworklvjvhi", "westus3")]);
+    let mut cfg = world(vec![ws(
+        sub,
+        "asotest-rg-ecospd",
+        "asotestworklvjvhi",
+        "westus3",
+    )]);
     cfg.resources.push(WorldResource {
         id: format!("/subscriptions/{sub}/resourceGroups/asotest-rg-ecospd/providers/Microsoft.Compute/virtualMachines/asotest-vm-wdexvp"),
         address: Some("20.0.0.4".into()),
@@ -337,14 +489,24 @@ async fn recording_aso_vm_attach_and_detach() {
     assert_eq!(replay(&e, &items, None).await, 7);
     // Removing the attachment detached: the VM still exists.
     let state = e.control.state().await.unwrap();
-    assert!(state.resources.iter().any(|r| r.id.ends_with("asotest-vm-wdexvp")));
+    assert!(
+        state
+            .resources
+            .iter()
+            .any(|r| r.id.ends_with("asotest-vm-wdexvp"))
+    );
     assert!(state.computes.is_empty());
 }
 
 #[tokio::test]
 async fn recording_python_sdk_aml_compute() {
     let items = load("py.json");
-    let cfg = world(vec![ws("00000000-0000-0000-0000-000000000", "00000", "00000", "westus")]);
+    let cfg = world(vec![ws(
+        "00000000-0000-0000-0000-000000000",
+        "00000",
+        "00000",
+        "westus",
+    )]);
     let e = env_with(cfg).await;
     assert_eq!(replay(&e, &items, None).await, 12);
 }
@@ -352,20 +514,38 @@ async fn recording_python_sdk_aml_compute() {
 #[tokio::test]
 async fn recording_powershell_list_and_get() {
     let items = load("ps.json");
-    let mut cfg = world(vec![ws("9e223dbe-3399-4e19-88eb-0975f02ac87f", "ml-test", "mlworkspace-test2", "eastus")]);
+    let mut cfg = world(vec![ws(
+        "9e223dbe-3399-4e19-88eb-0975f02ac87f",
+        "ml-test",
+        "mlworkspace-test2",
+        "eastus",
+    )]);
     cfg.computes = seeds_from(&items[..1], "mlworkspace-test2");
     let e = env_with(cfg).await;
-    assert_eq!(e.control.state().await.unwrap().computes.len(), 2, "seeds must validate");
+    assert_eq!(
+        e.control.state().await.unwrap().computes.len(),
+        2,
+        "seeds must validate"
+    );
     assert_eq!(replay(&e, &items, None).await, 2);
 }
 
 #[tokio::test]
 async fn recording_cli_list() {
     let items = load("cli.json");
-    let mut cfg = world(vec![ws("00000000-0000-0000-0000-000000000000", "000000000000000", "000000000000000", "eastus")]);
+    let mut cfg = world(vec![ws(
+        "00000000-0000-0000-0000-000000000000",
+        "000000000000000",
+        "000000000000000",
+        "eastus",
+    )]);
     cfg.computes = seeds_from(&items, "000000000000000");
     let e = env_with(cfg).await;
-    assert_eq!(e.control.state().await.unwrap().computes.len(), 3, "seeds must validate");
+    assert_eq!(
+        e.control.state().await.unwrap().computes.len(),
+        3,
+        "seeds must validate"
+    );
     // The CLI recording's api-version was sanitized to 0000-00-00.
     assert_eq!(replay(&e, &items, Some("2024-04-01")).await, 1);
 }

@@ -69,29 +69,77 @@ async fn resources_and_computes_at_run_time() {
         })
         .await
         .unwrap();
-    let r = e.put(&compute_path("vm-nine"), &json!({"properties":{"computeType":"VirtualMachine","resourceId":id,
-        "properties":{"administratorAccount":{"username":"ops","password":"S3cret!"}}}})).await;
+    let r = e
+        .put(
+            &compute_path("vm-nine"),
+            &json!({"properties":{"computeType":"VirtualMachine","resourceId":id,
+        "properties":{"administratorAccount":{"username":"ops","password":"S3cret!"}}}}),
+        )
+        .await;
     let op = e.wait_op(r.header("azure-asyncoperation").unwrap()).await;
     assert_eq!(op.body["status"], "Succeeded");
     e.control.delete_resource(&id).await.unwrap();
     assert!(e.control.delete_resource(&id).await.is_err());
     // Bad resource id.
-    assert!(e.control.put_resource(&WorldResource { id: "nope".into(), ..Default::default() }).await.is_err());
+    assert!(
+        e.control
+            .put_resource(&WorldResource {
+                id: "nope".into(),
+                ..Default::default()
+            })
+            .await
+            .is_err()
+    );
 
     // A pre-existing compute (attached outside Kubernetes) is Succeeded at once.
-    e.control.put_compute("prod-workspace", "outside", &vm_body(VM2, "whatever")).await.unwrap();
+    e.control
+        .put_compute("prod-workspace", "outside", &vm_body(VM2, "whatever"))
+        .await
+        .unwrap();
     let g = e.get(&compute_path("outside")).await;
     assert_eq!(g.body["properties"]["provisioningState"], "Succeeded");
     let views = e.control.computes().await.unwrap();
     assert_eq!(views.len(), 2);
     // Removed as if in the portal: no underlying deletion recorded.
-    e.control.delete_compute("prod-workspace", "outside").await.unwrap();
-    assert_eq!(e.get(&compute_path("outside")).await.status, StatusCode::NOT_FOUND);
-    assert!(e.control.state().await.unwrap().deleted_resources.is_empty());
-    assert!(e.control.delete_compute("prod-workspace", "outside").await.is_err());
+    e.control
+        .delete_compute("prod-workspace", "outside")
+        .await
+        .unwrap();
+    assert_eq!(
+        e.get(&compute_path("outside")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert!(
+        e.control
+            .state()
+            .await
+            .unwrap()
+            .deleted_resources
+            .is_empty()
+    );
+    assert!(
+        e.control
+            .delete_compute("prod-workspace", "outside")
+            .await
+            .is_err()
+    );
     // Invalid seed bodies are refused.
-    assert!(e.control.put_compute("prod-workspace", "bad", &json!({"properties":{}})).await.is_err());
-    assert!(e.control.put_compute("no-such-ws", "bad", &json!({"properties":{"computeType":"AmlCompute"}})).await.is_err());
+    assert!(
+        e.control
+            .put_compute("prod-workspace", "bad", &json!({"properties":{}}))
+            .await
+            .is_err()
+    );
+    assert!(
+        e.control
+            .put_compute(
+                "no-such-ws",
+                "bad",
+                &json!({"properties":{"computeType":"AmlCompute"}})
+            )
+            .await
+            .is_err()
+    );
 
     // Reset returns to the initial world.
     e.control.reset().await.unwrap();
@@ -133,15 +181,24 @@ async fn fault_status_with_retry_after_and_count() {
     assert_eq!(e.control.faults().await.unwrap().len(), 1);
     for _ in 0..2 {
         let r = e.get(&compute_path("flaky")).await;
-        assert_eq!((r.status, r.code()), (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable"));
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable")
+        );
         assert_eq!(r.header("retry-after"), Some("2"));
     }
-    assert_eq!(e.get(&compute_path("flaky")).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        e.get(&compute_path("flaky")).await.status,
+        StatusCode::NOT_FOUND
+    );
     assert!(e.control.faults().await.unwrap().is_empty());
     let log = e.control.requests(None).await.unwrap();
     assert_eq!(log.counts.get("Compute_Get 503").copied(), Some(2));
     // Invalid rules are refused.
-    let bad = FaultSpec { path_pattern: "(".into(), ..Default::default() };
+    let bad = FaultSpec {
+        path_pattern: "(".into(),
+        ..Default::default()
+    };
     assert!(e.control.add_fault(&bad).await.is_err());
 }
 
@@ -150,10 +207,19 @@ async fn fault_drop_latency_probability() {
     let e = env().await;
     let id = e
         .control
-        .add_fault(&FaultSpec { path_pattern: "/workspaces/prod-workspace$".into(), drop: true, ..Default::default() })
+        .add_fault(&FaultSpec {
+            path_pattern: "/workspaces/prod-workspace$".into(),
+            drop: true,
+            ..Default::default()
+        })
         .await
         .unwrap();
-    let err = e.http.get(e.url(&with_version(&ws_path()))).bearer_auth(&e.token).send().await;
+    let err = e
+        .http
+        .get(e.url(&with_version(&ws_path())))
+        .bearer_auth(&e.token)
+        .send()
+        .await;
     assert!(err.is_err(), "dropped connection must be an error: {err:?}");
     e.control.delete_fault(id).await.unwrap();
     assert!(e.control.delete_fault(id).await.is_err());
@@ -162,7 +228,11 @@ async fn fault_drop_latency_probability() {
     assert_eq!(log.counts.get("Workspaces_Get 0").copied(), Some(1));
 
     e.control
-        .add_fault(&FaultSpec { path_pattern: "/workspaces/".into(), latency_ms: Some(300), ..Default::default() })
+        .add_fault(&FaultSpec {
+            path_pattern: "/workspaces/".into(),
+            latency_ms: Some(300),
+            ..Default::default()
+        })
         .await
         .unwrap();
     let t0 = Instant::now();
@@ -171,7 +241,12 @@ async fn fault_drop_latency_probability() {
     e.control.clear_faults().await.unwrap();
 
     e.control
-        .add_fault(&FaultSpec { path_pattern: ".".into(), status: Some(500), probability: Some(0.0), ..Default::default() })
+        .add_fault(&FaultSpec {
+            path_pattern: ".".into(),
+            status: Some(500),
+            probability: Some(0.0),
+            ..Default::default()
+        })
         .await
         .unwrap();
     for _ in 0..5 {
@@ -179,7 +254,12 @@ async fn fault_drop_latency_probability() {
     }
     // Faults also apply to the token endpoint.
     e.control
-        .add_fault(&FaultSpec { path_pattern: "/oauth2/".into(), status: Some(500), count: Some(1), ..Default::default() })
+        .add_fault(&FaultSpec {
+            path_pattern: "/oauth2/".into(),
+            status: Some(500),
+            count: Some(1),
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert!(e.control.default_token().await.is_err());
@@ -189,31 +269,55 @@ async fn fault_drop_latency_probability() {
 #[tokio::test]
 async fn throttling_like_arm() {
     let mut cfg = EmulatorConfig::fast();
-    cfg.settings.throttling.reads = Bucket { burst: 3, per_second: 1.0 };
+    cfg.settings.throttling.reads = Bucket {
+        burst: 3,
+        per_second: 1.0,
+    };
     let e = env_with(cfg).await;
     let remaining: Vec<String> = {
         let mut v = Vec::new();
         for _ in 0..3 {
             let r = e.get(&ws_path()).await;
             assert_eq!(r.status, StatusCode::OK);
-            v.push(r.header("x-ms-ratelimit-remaining-subscription-reads").unwrap().to_owned());
+            v.push(
+                r.header("x-ms-ratelimit-remaining-subscription-reads")
+                    .unwrap()
+                    .to_owned(),
+            );
         }
         v
     };
     assert_eq!(remaining, ["2", "1", "0"]);
     let r = e.get(&ws_path()).await;
-    assert_eq!((r.status, r.code()), (StatusCode::TOO_MANY_REQUESTS, "SubscriptionRequestsThrottled"));
+    assert_eq!(
+        (r.status, r.code()),
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            "SubscriptionRequestsThrottled"
+        )
+    );
     assert_eq!(r.header("retry-after"), Some("1"));
     // Writes have their own bucket.
-    let w = e.put(&compute_path("aml-one"), &json!({"properties":{"computeType":"AmlCompute"}})).await;
+    let w = e
+        .put(
+            &compute_path("aml-one"),
+            &json!({"properties":{"computeType":"AmlCompute"}}),
+        )
+        .await;
     assert_eq!(w.status, StatusCode::CREATED);
-    assert_eq!(w.header("x-ms-ratelimit-remaining-subscription-writes"), Some("199"));
+    assert_eq!(
+        w.header("x-ms-ratelimit-remaining-subscription-writes"),
+        Some("199")
+    );
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(e.get(&ws_path()).await.status, StatusCode::OK);
     // Off.
     e.control
         .update_config(&SettingsPatch {
-            throttling: Some(ThrottlingPatch { enabled: Some(false), ..Default::default() }),
+            throttling: Some(ThrottlingPatch {
+                enabled: Some(false),
+                ..Default::default()
+            }),
             ..Default::default()
         })
         .await
@@ -230,14 +334,40 @@ async fn unknown_control_paths_and_bad_bodies() {
     let e = env().await;
     let r = send(&e.http, Method::GET, &e.url("/_emulator/nope"), None, None).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
-    let r = into_resp(e.http.put(e.url("/_emulator/config")).body("{").send().await.unwrap()).await;
+    let r = into_resp(
+        e.http
+            .put(e.url("/_emulator/config"))
+            .body("{")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    let r = into_resp(e.http.put(e.url("/_emulator/config")).json(&json!({"bogus": 1})).send().await.unwrap()).await;
+    let r = into_resp(
+        e.http
+            .put(e.url("/_emulator/config"))
+            .json(&json!({"bogus": 1}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    let r = into_resp(e.http.get(e.url("/_emulator/requests?since=x")).send().await.unwrap()).await;
+    let r = into_resp(
+        e.http
+            .get(e.url("/_emulator/requests?since=x"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     let r = into_resp(e.http.get(e.url("/_emulator/ca.pem")).send().await.unwrap()).await;
     assert!(r.text.starts_with("-----BEGIN CERTIFICATE-----"));
     assert_eq!(r.text, e.emu.ca_pem());
-    assert_eq!(std::fs::read_to_string(e.emu.ca_file()).unwrap(), e.emu.ca_pem());
+    assert_eq!(
+        std::fs::read_to_string(e.emu.ca_file()).unwrap(),
+        e.emu.ca_pem()
+    );
 }

@@ -138,7 +138,9 @@ impl Managed {
                 Ok(())
             });
         }
-        let child = cmd.spawn().map_err(|source| StackError::Spawn { program, source })?;
+        let child = cmd
+            .spawn()
+            .map_err(|source| StackError::Spawn { program, source })?;
         Ok(Self { name, child, log })
     }
 
@@ -210,10 +212,14 @@ pub fn start_emulator(bins: &Binaries, dir: &Path) -> Result<Emulator, StackErro
             .stderr(stderr),
         log.clone(),
     )?;
-    let stdout = process.child.stdout.take().ok_or_else(|| StackError::Parse {
-        what: "azureml-emulator".into(),
-        detail: "no stdout".into(),
-    })?;
+    let stdout = process
+        .child
+        .stdout
+        .take()
+        .ok_or_else(|| StackError::Parse {
+            what: "azureml-emulator".into(),
+            detail: "no stdout".into(),
+        })?;
     let mut lines = BufReader::new(stdout);
     let mut first = String::new();
     lines
@@ -241,7 +247,11 @@ pub fn start_emulator(bins: &Binaries, dir: &Path) -> Result<Emulator, StackErro
             }
         }
     });
-    Ok(Emulator { process, url, ca_file })
+    Ok(Emulator {
+        process,
+        url,
+        ca_file,
+    })
 }
 
 /// Reads `GET /_emulator/state` (computes, resources, deletedResources).
@@ -260,7 +270,14 @@ fn emulator_get(emulator: &Emulator, path: &str) -> Result<Value, StackError> {
     let body = run(
         "reading the emulator's state",
         Command::new("curl")
-            .args(["--silent", "--show-error", "--fail", "--max-time", "20", "--cacert"])
+            .args([
+                "--silent",
+                "--show-error",
+                "--fail",
+                "--max-time",
+                "20",
+                "--cacert",
+            ])
             .arg(&emulator.ca_file)
             .arg(&url),
     )?;
@@ -280,14 +297,9 @@ pub fn apply_crds_and_rbac(env: &TestEnv, repo: &Path) -> Result<(), StackError>
     )?;
     run(
         "waiting for the CRDs",
-        kubectl(env).args([
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd",
-            "-l",
-            "app.kubernetes.io/part-of=azureml-attach",
-        ]),
+        kubectl(env)
+            .args(["wait", "--for=condition=Established", "--timeout=60s", "-f"])
+            .arg(repo.join("crds")),
     )?;
     run(
         "applying deploy/base/namespace.yaml",
@@ -307,7 +319,10 @@ pub fn apply_crds_and_rbac(env: &TestEnv, repo: &Path) -> Result<(), StackError>
 /// A free loopback port (bound and released; good enough on a machine we share with ourselves).
 fn free_port() -> Result<u16, StackError> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(io_err("finding a free port"))?;
-    let port = listener.local_addr().map_err(io_err("finding a free port"))?.port();
+    let port = listener
+        .local_addr()
+        .map_err(io_err("finding a free port"))?
+        .port();
     Ok(port)
 }
 
@@ -343,7 +358,9 @@ pub async fn start_operator(
     let admin_addr: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
     let log = dir.join("operator.log");
     let out = File::create(&log).map_err(io_err(format!("creating {}", log.display())))?;
-    let err = out.try_clone().map_err(io_err(format!("opening {}", log.display())))?;
+    let err = out
+        .try_clone()
+        .map_err(io_err(format!("opening {}", log.display())))?;
     let mut process = Managed::spawn(
         "azureml-attach",
         Command::new(&bins.operator)
@@ -375,7 +392,10 @@ pub async fn start_operator(
             });
         }
         if http_status(admin_addr, "/readyz") == Some(200) {
-            return Ok(Operator { process, admin_addr });
+            return Ok(Operator {
+                process,
+                admin_addr,
+            });
         }
         if started.elapsed() > timeout {
             return Err(StackError::Timeout {
@@ -449,7 +469,10 @@ pub fn target_states(env: &TestEnv, namespace: &str) -> Result<Vec<TargetState>,
             };
             TargetState {
                 kind: item["kind"].as_str().unwrap_or_default().to_owned(),
-                name: item["metadata"]["name"].as_str().unwrap_or_default().to_owned(),
+                name: item["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
                 ready: field("status"),
                 reason: field("reason"),
                 message: field("message"),
@@ -489,7 +512,12 @@ pub async fn wait_all_ready(
             let pending: Vec<String> = states
                 .iter()
                 .filter(|s| s.ready != "True")
-                .map(|s| format!("{}/{} {} {}: {}", s.kind, s.name, s.ready, s.reason, s.message))
+                .map(|s| {
+                    format!(
+                        "{}/{} {} {}: {}",
+                        s.kind, s.name, s.ready, s.reason, s.message
+                    )
+                })
                 .collect();
             return Err(StackError::Timeout {
                 what: format!(
@@ -507,7 +535,8 @@ pub async fn wait_all_ready(
 pub fn expected_targets(repo: &Path) -> Result<usize, StackError> {
     let mut count = 0;
     for file in sample_files(repo)? {
-        let text = std::fs::read_to_string(&file).map_err(io_err(format!("reading {}", file.display())))?;
+        let text = std::fs::read_to_string(&file)
+            .map_err(io_err(format!("reading {}", file.display())))?;
         count += text
             .lines()
             .filter(|l| l.starts_with("kind: ") && l.trim_end().ends_with("Target"))

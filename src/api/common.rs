@@ -27,9 +27,15 @@ pub fn is_valid_compute_name(name: &str) -> bool {
     let bytes = name.as_bytes();
     let len_ok = (3..=24).contains(&bytes.len());
     let first_ok = bytes.first().is_some_and(u8::is_ascii_alphabetic);
-    let chars_ok = bytes.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-');
+    let chars_ok = bytes
+        .iter()
+        .all(|b| b.is_ascii_alphanumeric() || *b == b'-');
     // The lookahead forbids a name that ends in `-` followed by one or more digits.
-    let trailing_digits = bytes.iter().rev().take_while(|b| b.is_ascii_digit()).count();
+    let trailing_digits = bytes
+        .iter()
+        .rev()
+        .take_while(|b| b.is_ascii_digit())
+        .count();
     let ends_dash_digits = trailing_digits > 0
         && bytes.len() > trailing_digits
         && bytes[bytes.len() - trailing_digits - 1] == b'-';
@@ -236,10 +242,27 @@ mod tests {
 
     #[test]
     fn compute_name_rule_matches_azure() {
-        for ok in ["gpu-dsvm", "abc", "a1-b", "x-1a", "A23456789012345678901234", "dsvm-v2"] {
+        for ok in [
+            "gpu-dsvm",
+            "abc",
+            "a1-b",
+            "x-1a",
+            "A23456789012345678901234",
+            "dsvm-v2",
+        ] {
             assert!(is_valid_compute_name(ok), "{ok} should be valid");
         }
-        for bad in ["ab", "1abc", "-abc", "dsvm-1", "dsvm-123", "a_bc", "a.bc", "A234567890123456789012345", ""] {
+        for bad in [
+            "ab",
+            "1abc",
+            "-abc",
+            "dsvm-1",
+            "dsvm-123",
+            "a_bc",
+            "a.bc",
+            "A234567890123456789012345",
+            "",
+        ] {
             assert!(!is_valid_compute_name(bad), "{bad} should be invalid");
         }
     }

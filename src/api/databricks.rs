@@ -3,7 +3,9 @@
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use super::common::{ConnectionSecretRef, DeletionPolicy, SecretKeyRef, TargetStatus, WorkspaceRef};
+use super::common::{
+    ConnectionSecretRef, DeletionPolicy, SecretKeyRef, TargetStatus, WorkspaceRef,
+};
 
 /// Attach an existing Azure Databricks workspace to an Azure ML workspace as a `Databricks`
 /// compute target. The Databricks workspace is never deleted: removing the object detaches it.

@@ -1,11 +1,18 @@
 //! Custom resource types: `MLWorkspace` and the compute target kinds.
 
+// kube's `printcolumn(...)` repeats `type_ = "string"`; clippy reads that as duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 pub mod batch;
 pub mod common;
+#[allow(clippy::duplicated_attributes)]
 pub mod data_lake_analytics;
+#[allow(clippy::duplicated_attributes)]
 pub mod databricks;
+#[allow(clippy::duplicated_attributes)]
 pub mod hdinsight;
+#[allow(clippy::duplicated_attributes)]
 pub mod remote_vm;
+#[allow(clippy::duplicated_attributes)]
 pub mod workspace;
 
 pub use batch::{BatchTarget, BatchTargetSpec};
@@ -30,3 +37,6 @@ pub fn all_crds() -> Vec<CustomResourceDefinition> {
         DataLakeAnalyticsTarget::crd(),
     ]
 }
+
+#[cfg(test)]
+mod tests;

@@ -18,13 +18,34 @@ use super::common::{Condition, SecretKeyRef};
     shortname = "mlw",
     category = "azureml",
     doc = "A connection to one existing Azure Machine Learning workspace and the identity used to reach it.",
-    printcolumn(name = "Subscription", type_ = "string", json_path = ".spec.subscriptionId", priority = 1),
+    printcolumn(
+        name = "Subscription",
+        type_ = "string",
+        json_path = ".spec.subscriptionId",
+        priority = 1
+    ),
     printcolumn(name = "Group", type_ = "string", json_path = ".spec.resourceGroup"),
-    printcolumn(name = "Workspace", type_ = "string", json_path = ".spec.workspaceName"),
+    printcolumn(
+        name = "Workspace",
+        type_ = "string",
+        json_path = ".spec.workspaceName"
+    ),
     printcolumn(name = "Location", type_ = "string", json_path = ".status.location"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct MLWorkspaceSpec {

@@ -245,7 +245,8 @@ impl ArmClient {
         })
     }
 
-    /// GET one compute; `None` on 404.
+    /// GET one compute; `None` on 404 (which ARM also answers when the workspace itself is
+    /// gone: [`ArmClient::get_workspace`] tells the two apart).
     pub async fn get_compute(
         &self,
         ws: &WorkspaceRef,

@@ -145,6 +145,10 @@ impl OperationState {
     }
 }
 
+fn unknown_compute_type() -> ComputeType {
+    ComputeType::Other(String::new())
+}
+
 /// `null` → `T::default()` (Azure sends `null` for empty lists and maps).
 fn null_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
 where
@@ -302,6 +306,8 @@ impl Compute {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RawCompute {
+    // Required by the spec, but one odd compute must not break a whole LIST.
+    #[serde(default = "unknown_compute_type")]
     compute_type: ComputeType,
     #[serde(default)]
     resource_id: Option<String>,
@@ -968,6 +974,9 @@ mod tests {
             serde_json::from_value(example_body("spec-listkeys-aks.json", "200")).unwrap();
         assert!(aks.user_kube_config.is_some());
         assert!(!format!("{aks:?}").contains("user kube config"));
+        let untyped: Compute =
+            serde_json::from_value(json!({"provisioningState": "Succeeded"})).unwrap();
+        assert_eq!(untyped.compute_type, ComputeType::Other(String::new()));
         let bare: ComputeSecrets =
             serde_json::from_value(json!({"computeType": "HDInsight", "extra": 1})).unwrap();
         assert_eq!(bare.compute_type, Some(ComputeType::HdInsight));

@@ -33,12 +33,19 @@ impl ComputeListCache {
     }
 
     fn entry(&self, ws: &WorkspaceRef) -> Arc<tokio::sync::Mutex<Entry>> {
-        let mut map = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut map = self
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         map.entry(ws.clone()).or_default().clone()
     }
 
     /// The workspace's computes, LISTing only when the entry is older than the TTL.
-    pub async fn get(&self, arm: &ArmClient, ws: &WorkspaceRef) -> Result<Arc<Vec<ComputeResource>>, ArmError> {
+    pub async fn get(
+        &self,
+        arm: &ArmClient,
+        ws: &WorkspaceRef,
+    ) -> Result<Arc<Vec<ComputeResource>>, ArmError> {
         let entry = self.entry(ws);
         let mut e = entry.lock().await;
         if let Some(at) = e.fetched
@@ -56,7 +63,12 @@ impl ComputeListCache {
     pub async fn upsert(&self, ws: &WorkspaceRef, name: &str, compute: ComputeResource) {
         let entry = self.entry(ws);
         let mut e = entry.lock().await;
-        let mut list: Vec<ComputeResource> = e.computes.iter().filter(|c| !same_name(c, name)).cloned().collect();
+        let mut list: Vec<ComputeResource> = e
+            .computes
+            .iter()
+            .filter(|c| !same_name(c, name))
+            .cloned()
+            .collect();
         list.push(compute);
         e.computes = Arc::new(list);
     }
@@ -65,7 +77,12 @@ impl ComputeListCache {
     pub async fn remove(&self, ws: &WorkspaceRef, name: &str) {
         let entry = self.entry(ws);
         let mut e = entry.lock().await;
-        let list: Vec<ComputeResource> = e.computes.iter().filter(|c| !same_name(c, name)).cloned().collect();
+        let list: Vec<ComputeResource> = e
+            .computes
+            .iter()
+            .filter(|c| !same_name(c, name))
+            .cloned()
+            .collect();
         e.computes = Arc::new(list);
     }
 
@@ -78,5 +95,7 @@ impl ComputeListCache {
 
 /// Compute names are case-insensitive in ARM.
 pub fn same_name(c: &ComputeResource, name: &str) -> bool {
-    c.name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(name))
+    c.name
+        .as_deref()
+        .is_some_and(|n| n.eq_ignore_ascii_case(name))
 }

@@ -21,7 +21,11 @@ pub struct Claim {
 impl Claim {
     fn order_key(&self) -> (Option<i64>, i32, &str) {
         let t = self.created.as_ref().map(|t| t.0.as_second());
-        let n = self.created.as_ref().map(|t| t.0.subsec_nanosecond()).unwrap_or(0);
+        let n = self
+            .created
+            .as_ref()
+            .map(|t| t.0.subsec_nanosecond())
+            .unwrap_or(0);
         (t, n, self.uid.as_str())
     }
 }
@@ -60,7 +64,9 @@ mod tests {
             resource: "vm".into(),
             owner: owner.into(),
             uid: uid.into(),
-            created: Some(Time(k8s_openapi::jiff::Timestamp::from_second(secs).unwrap())),
+            created: Some(Time(
+                k8s_openapi::jiff::Timestamp::from_second(secs).unwrap(),
+            )),
         }
     }
 
@@ -75,6 +81,10 @@ mod tests {
         let mut other = claim("d", "u", 1);
         other.resource = "other".into();
         let all2 = vec![a.clone(), other];
-        assert_eq!(winner(&a, &all2).owner, "a", "claims on other resources do not count");
+        assert_eq!(
+            winner(&a, &all2).owner,
+            "a",
+            "claims on other resources do not count"
+        );
     }
 }

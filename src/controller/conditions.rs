@@ -138,7 +138,11 @@ mod tests {
     fn transition_time_kept_while_status_unchanged() {
         let first = ready_condition(None, Reason::Attaching, "a", Some(1), t(10));
         let second = ready_condition(Some(&first), Reason::SecretNotFound, "b", Some(1), t(20));
-        assert_eq!(second.last_transition_time, Some(t(10)), "False -> False keeps the time");
+        assert_eq!(
+            second.last_transition_time,
+            Some(t(10)),
+            "False -> False keeps the time"
+        );
         let third = ready_condition(Some(&second), Reason::Attached, "c", Some(1), t(30));
         assert_eq!(third.status, "True");
         assert_eq!(third.last_transition_time, Some(t(30)));

@@ -11,7 +11,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
 use secrecy::SecretString;
 
-use crate::api::{CloudName, CredentialType, MLWorkspace};
+use crate::api::{CloudName, CredentialType, MLWorkspace, TargetStatus};
 use crate::azure::{
     ArmClient, AzureConfig, Cloud, CloudEndpoints, ConfigError, CredentialError, CredentialFactory,
     CredentialSpec, EndpointOverrides, ManagedIdentityId, Throttle, WorkspaceRef,
@@ -43,6 +43,10 @@ pub struct Context {
     /// events.k8s.io recorder.
     pub recorder: Recorder,
     connections: Mutex<HashMap<(String, String), (String, ArmClient)>>,
+    /// The last status this process wrote, by uid. The operator is the only writer of target
+    /// status, so this is never older than the reflector's copy, which can lag our own write
+    /// (and a stale copy must not cause a second PUT or DELETE).
+    written_status: Mutex<HashMap<String, TargetStatus>>,
     workspaces: Vec<Store<MLWorkspace>>,
     claim_sources: Vec<ClaimSource>,
 }
@@ -103,9 +107,34 @@ impl Context {
             // A little under the resync period, so each resync of a target sees a fresh LIST.
             cache: ComputeListCache::new(resync.mul_f64(0.9)),
             connections: Mutex::default(),
+            written_status: Mutex::default(),
             workspaces,
             claim_sources,
         }
+    }
+
+    /// The freshest known status of the object `uid`: ours if we wrote one, else `from_store`.
+    pub fn fresh_status(&self, uid: &str, from_store: Option<&TargetStatus>) -> TargetStatus {
+        let memo = self
+            .written_status
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        memo.get(uid)
+            .cloned()
+            .or_else(|| from_store.cloned())
+            .unwrap_or_default()
+    }
+
+    /// Remembers the status just written (or forgets it when `None`: object released).
+    pub fn remember_status(&self, uid: &str, status: Option<TargetStatus>) {
+        let mut memo = self
+            .written_status
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match status {
+            Some(s) => memo.insert(uid.to_owned(), s),
+            None => memo.remove(uid),
+        };
     }
 
     /// The MLWorkspace `name` in `namespace`, from the reflector stores.
@@ -133,7 +162,13 @@ impl Context {
     }
 
     /// Publishes an event; failures are logged, never fatal.
-    pub async fn event<K: Resource<DynamicType = ()>>(&self, obj: &K, warning: bool, reason: &str, note: String) {
+    pub async fn event<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        warning: bool,
+        reason: &str,
+        note: String,
+    ) {
         let ev = Event {
             type_: if warning {
                 kube::runtime::events::EventType::Warning
@@ -154,11 +189,20 @@ impl Context {
     pub async fn arm_for(&self, ws: &MLWorkspace) -> Result<ArmClient, ConnectError> {
         let ns = ws.namespace().unwrap_or_default();
         let key = (ns.clone(), ws.name_any());
-        let secret_ref = ws.spec.credential.client_secret.as_ref().map(|c| c.secret_ref.clone());
+        let secret_ref = ws
+            .spec
+            .credential
+            .client_secret
+            .as_ref()
+            .map(|c| c.secret_ref.clone());
         let secret_rv = match &secret_ref {
             Some(r) => {
                 let api: Api<Secret> = Api::namespaced(self.client.clone(), &ns);
-                match api.get_metadata_opt(&r.name).await.map_err(ConnectError::Kube)? {
+                match api
+                    .get_metadata_opt(&r.name)
+                    .await
+                    .map_err(ConnectError::Kube)?
+                {
                     Some(m) => m.resource_version(),
                     None => return Err(ConnectError::SecretNotFound(r.name.clone())),
                 }
@@ -185,13 +229,23 @@ impl Context {
             .credentials
             .build(&spec, &config.endpoints, client_secret)
             .map_err(ConnectError::Credential)?;
-        let client = ArmClient::new(&config, credential, self.throttle.clone(), Some(self.metrics.clone()));
-        self.lock_connections().insert(key, (fingerprint, client.clone()));
+        let client = ArmClient::new(
+            &config,
+            credential,
+            self.throttle.clone(),
+            Some(self.metrics.clone()),
+        );
+        self.lock_connections()
+            .insert(key, (fingerprint, client.clone()));
         Ok(client)
     }
 
-    fn lock_connections(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), (String, ArmClient)>> {
-        self.connections.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn lock_connections(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<(String, String), (String, ArmClient)>> {
+        self.connections
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn config_for(&self, cloud: Option<CloudName>) -> Result<AzureConfig, ConnectError> {
@@ -211,24 +265,35 @@ impl Context {
             ));
         }
         // Endpoints of a named cloud only: a namespace can never point the operator's token elsewhere.
-        let endpoints = CloudEndpoints::resolve(wanted, &EndpointOverrides::default()).map_err(ConnectError::Cloud)?;
+        let endpoints = CloudEndpoints::resolve(wanted, &EndpointOverrides::default())
+            .map_err(ConnectError::Cloud)?;
         Ok(self.azure.with_endpoints(wanted, endpoints))
     }
 
     /// Reads one key of a Secret, right before use; the data is not kept.
-    pub async fn read_secret_key(&self, ns: &str, name: &str, key: &str) -> Result<SecretString, ConnectError> {
+    pub async fn read_secret_key(
+        &self,
+        ns: &str,
+        name: &str,
+        key: &str,
+    ) -> Result<SecretString, ConnectError> {
         let data = self
             .read_secret(ns, name)
             .await?
             .ok_or_else(|| ConnectError::SecretNotFound(name.to_owned()))?;
-        data.text(name, key).map_err(|_| ConnectError::SecretKeyMissing {
-            secret: name.to_owned(),
-            key: key.to_owned(),
-        })
+        data.text(name, key)
+            .map_err(|_| ConnectError::SecretKeyMissing {
+                secret: name.to_owned(),
+                key: key.to_owned(),
+            })
     }
 
     /// Reads a Secret's data (rule 10: only right before it is pushed to Azure).
-    pub async fn read_secret(&self, ns: &str, name: &str) -> Result<Option<SecretData>, ConnectError> {
+    pub async fn read_secret(
+        &self,
+        ns: &str,
+        name: &str,
+    ) -> Result<Option<SecretData>, ConnectError> {
         let api: Api<Secret> = Api::namespaced(self.client.clone(), ns);
         let secret = api.get_opt(name).await.map_err(ConnectError::Kube)?;
         Ok(secret.map(|s| SecretData(s.data.unwrap_or_default())))
@@ -237,7 +302,11 @@ impl Context {
 
 /// The Azure workspace an MLWorkspace names.
 pub fn workspace_ref(ws: &MLWorkspace) -> WorkspaceRef {
-    WorkspaceRef::new(&ws.spec.subscription_id, &ws.spec.resource_group, &ws.spec.workspace_name)
+    WorkspaceRef::new(
+        &ws.spec.subscription_id,
+        &ws.spec.resource_group,
+        &ws.spec.workspace_name,
+    )
 }
 
 /// The credential an MLWorkspace asks for.
@@ -250,8 +319,16 @@ pub fn credential_spec(ws: &MLWorkspace) -> CredentialSpec {
             client_id: c.workload_identity.as_ref().map(|w| w.client_id.clone()),
         },
         CredentialType::ClientSecret => CredentialSpec::ClientSecret {
-            tenant_id: c.client_secret.as_ref().map(|s| s.tenant_id.clone()).unwrap_or_default(),
-            client_id: c.client_secret.as_ref().map(|s| s.client_id.clone()).unwrap_or_default(),
+            tenant_id: c
+                .client_secret
+                .as_ref()
+                .map(|s| s.tenant_id.clone())
+                .unwrap_or_default(),
+            client_id: c
+                .client_secret
+                .as_ref()
+                .map(|s| s.client_id.clone())
+                .unwrap_or_default(),
         },
         CredentialType::ManagedIdentity => CredentialSpec::ManagedIdentity {
             user_assigned: c

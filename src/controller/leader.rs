@@ -42,22 +42,20 @@ impl Lease {
     }
 
     /// Renews the lease until `stop` completes (then releases it) or renewal fails (lost).
-    pub fn hold(self, stop: impl Future<Output = ()> + Send + 'static) -> impl Future<Output = ()> + Send + 'static {
-        async move {
-            tokio::pin!(stop);
-            loop {
-                tokio::select! {
-                    _ = &mut stop => {
-                        self.release().await;
-                        return;
-                    }
-                    _ = tokio::time::sleep(RENEW) => {
-                        match self.try_acquire().await {
-                            Ok(true) => {}
-                            Ok(false) => return,
-                            Err(error) => {
-                                tracing::warn!(%error, "cannot renew the lease");
-                            }
+    pub async fn hold(self, stop: impl Future<Output = ()> + Send + 'static) {
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = &mut stop => {
+                    self.release().await;
+                    return;
+                }
+                _ = tokio::time::sleep(RENEW) => {
+                    match self.try_acquire().await {
+                        Ok(true) => {}
+                        Ok(false) => return,
+                        Err(error) => {
+                            tracing::warn!(%error, "cannot renew the lease");
                         }
                     }
                 }
@@ -103,12 +101,22 @@ impl Lease {
                     return Ok(false);
                 }
                 existing.spec = Some(LeaseSpec {
-                    acquire_time: if mine { current.acquire_time } else { Some(MicroTime(now)) },
-                    lease_transitions: Some(current.lease_transitions.unwrap_or(0) + i32::from(!mine)),
+                    acquire_time: if mine {
+                        current.acquire_time
+                    } else {
+                        Some(MicroTime(now))
+                    },
+                    lease_transitions: Some(
+                        current.lease_transitions.unwrap_or(0) + i32::from(!mine),
+                    ),
                     ..spec
                 });
                 // resourceVersion in metadata makes this an optimistic compare-and-swap.
-                match self.api.replace(&self.name, &PostParams::default(), &existing).await {
+                match self
+                    .api
+                    .replace(&self.name, &PostParams::default(), &existing)
+                    .await
+                {
                     Ok(_) => Ok(true),
                     Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
                     Err(e) => Err(e),
@@ -123,7 +131,10 @@ impl Lease {
             && spec.holder_identity.as_deref() == Some(self.identity.as_str())
         {
             spec.holder_identity = None;
-            let _ = self.api.replace(&self.name, &PostParams::default(), &existing).await;
+            let _ = self
+                .api
+                .replace(&self.name, &PostParams::default(), &existing)
+                .await;
         }
     }
 }

@@ -22,14 +22,15 @@ use std::time::Duration;
 use futures::future::{BoxFuture, Shared};
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::core::PartialObjectMeta;
 use kube::{Api, Client, ResourceExt};
 
 use crate::api::{
-    BatchTarget, DataLakeAnalyticsTarget, DatabricksTarget, HdInsightTarget, MLWorkspace, RemoteVmTarget,
+    BatchTarget, DataLakeAnalyticsTarget, DatabricksTarget, HdInsightTarget, MLWorkspace,
+    RemoteVmTarget,
 };
 use crate::azure::{AzureConfig, CredentialFactory, Throttle};
 use crate::ops::Metrics;
@@ -49,6 +50,7 @@ pub struct ControllerSettings {
 
 type Shutdown = Shared<BoxFuture<'static, ()>>;
 type Runner = BoxFuture<'static, ()>;
+type Starter = Box<dyn FnOnce(Arc<Context>, Shutdown) -> Runner + Send>;
 
 fn api_for<K>(client: &Client, ns: Option<&str>) -> Api<K>
 where
@@ -61,7 +63,11 @@ where
 }
 
 /// Secrets by metadata only (rule 10): the resourceVersion tells that one changed.
-fn secret_events(client: &Client, ns: Option<&str>) -> impl futures::Stream<Item = Result<PartialObjectMeta<Secret>, watcher::Error>> + Send + 'static {
+fn secret_events(
+    client: &Client,
+    ns: Option<&str>,
+) -> impl futures::Stream<Item = Result<PartialObjectMeta<Secret>, watcher::Error>> + Send + 'static
+{
     let api: Api<PartialObjectMeta<Secret>> = match ns {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
@@ -93,30 +99,45 @@ fn target_controller<K: AttachTarget + Unpin>(
                 .map(|t| ObjectRef::from_obj(t.as_ref()))
                 .collect::<Vec<_>>()
         })
-        .watches(api_for::<MLWorkspace>(client, ns), watcher::Config::default(), move |ws| {
-            let (wns, wname) = (ws.namespace(), ws.name_any());
-            by_workspace
-                .state()
-                .into_iter()
-                .filter(|t| t.namespace() == wns && t.common().workspace_ref.name == wname)
-                .map(|t| ObjectRef::from_obj(t.as_ref()))
-                .collect::<Vec<_>>()
-        });
+        .watches(
+            api_for::<MLWorkspace>(client, ns),
+            watcher::Config::default(),
+            move |ws| {
+                let (wns, wname) = (ws.namespace(), ws.name_any());
+                by_workspace
+                    .state()
+                    .into_iter()
+                    .filter(|t| t.namespace() == wns && t.common().workspace_ref.name == wname)
+                    .map(|t| ObjectRef::from_obj(t.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        );
     (controller, store)
 }
 
 fn claim_source<K: AttachTarget>(store: Store<K>) -> ClaimSource {
-    Box::new(move |ctx: &Context| store.state().iter().filter_map(|o| ctx.claim_of(o.as_ref())).collect())
+    Box::new(move |ctx: &Context| {
+        store
+            .state()
+            .iter()
+            .filter_map(|o| ctx.claim_of(o.as_ref()))
+            .collect()
+    })
 }
 
 /// Builds and runs one kind's controllers; returns their claim sources and runners.
 struct Pending {
     claim_sources: Vec<ClaimSource>,
-    starters: Vec<Box<dyn FnOnce(Arc<Context>, Shutdown) -> Runner + Send>>,
+    starters: Vec<Starter>,
 }
 
 impl Pending {
-    fn add<K: AttachTarget + Unpin>(&mut self, client: &Client, namespaces: &[Option<String>], settings: &ControllerSettings) {
+    fn add<K: AttachTarget + Unpin>(
+        &mut self,
+        client: &Client,
+        namespaces: &[Option<String>],
+        settings: &ControllerSettings,
+    ) {
         for ns in namespaces {
             let (controller, store) = target_controller::<K>(client, ns.as_deref(), settings);
             self.claim_sources.push(claim_source(store));
@@ -163,22 +184,30 @@ pub async fn run(
     let mut workspace_controllers = Vec::new();
     let mut workspace_stores = Vec::new();
     for ns in &namespaces {
-        let controller = Controller::new(api_for::<MLWorkspace>(&client, ns.as_deref()), watcher::Config::default())
-            .with_config(ControllerConfig::default().concurrency(settings.concurrency));
+        let controller = Controller::new(
+            api_for::<MLWorkspace>(&client, ns.as_deref()),
+            watcher::Config::default(),
+        )
+        .with_config(ControllerConfig::default().concurrency(settings.concurrency));
         let store = controller.store();
         let by_secret = store.clone();
-        let controller = controller.watches_stream(secret_events(&client, ns.as_deref()), move |secret| {
-            let (sns, sname) = (secret.namespace(), secret.name_any());
-            by_secret
-                .state()
-                .into_iter()
-                .filter(|w| {
-                    w.namespace() == sns
-                        && w.spec.credential.client_secret.as_ref().is_some_and(|c| c.secret_ref.name == sname)
-                })
-                .map(|w| ObjectRef::from_obj(w.as_ref()))
-                .collect::<Vec<_>>()
-        });
+        let controller =
+            controller.watches_stream(secret_events(&client, ns.as_deref()), move |secret| {
+                let (sns, sname) = (secret.namespace(), secret.name_any());
+                by_secret
+                    .state()
+                    .into_iter()
+                    .filter(|w| {
+                        w.namespace() == sns
+                            && w.spec
+                                .credential
+                                .client_secret
+                                .as_ref()
+                                .is_some_and(|c| c.secret_ref.name == sname)
+                    })
+                    .map(|w| ObjectRef::from_obj(w.as_ref()))
+                    .collect::<Vec<_>>()
+            });
         workspace_stores.push(store);
         workspace_controllers.push(controller);
     }

@@ -1,7 +1,9 @@
 //! Pure planning: given the target, what it references and what Azure said, decide the one
 //! next action. No I/O here; `reconcile.rs` carries the decision out.
 
-use crate::api::{DeletionPolicy, OperationKind, PendingOperation, ProvisioningError, TargetStatus};
+use crate::api::{
+    DeletionPolicy, OperationKind, PendingOperation, ProvisioningError, TargetStatus,
+};
 use crate::controller::conditions::Reason;
 
 /// The referenced MLWorkspace, as far as a target is concerned.
@@ -68,12 +70,17 @@ pub struct ComputeSummary {
 
 impl ComputeSummary {
     fn state_is(&self, s: &str) -> bool {
-        self.provisioning_state.as_deref().is_some_and(|p| p.eq_ignore_ascii_case(s))
+        self.provisioning_state
+            .as_deref()
+            .is_some_and(|p| p.eq_ignore_ascii_case(s))
     }
 
     /// Succeeded, Failed or Canceled (or no state at all, which Azure uses for old computes).
     pub fn is_terminal(&self) -> bool {
-        self.provisioning_state.is_none() || ["Succeeded", "Failed", "Canceled"].iter().any(|s| self.state_is(s))
+        self.provisioning_state.is_none()
+            || ["Succeeded", "Failed", "Canceled"]
+                .iter()
+                .any(|s| self.state_is(s))
     }
 
     /// Failed or Canceled.
@@ -151,7 +158,9 @@ pub enum AttachCause {
 
 /// Whether this object ever caused state in Azure (so deleting it must detach).
 pub fn reached_azure(status: &TargetStatus) -> bool {
-    status.attached_config_hash.is_some() || status.operation.is_some() || status.compute_id.is_some()
+    status.attached_config_hash.is_some()
+        || status.operation.is_some()
+        || status.compute_id.is_some()
 }
 
 /// The planning function (rules 1-5 and 9).
@@ -161,10 +170,16 @@ pub fn plan(o: &Observed<'_>) -> Decision {
     }
     match &o.workspace {
         WorkspaceState::Missing => {
-            return report(Reason::WorkspaceNotFound, "the referenced MLWorkspace does not exist in this namespace");
+            return report(
+                Reason::WorkspaceNotFound,
+                "the referenced MLWorkspace does not exist in this namespace",
+            );
         }
         WorkspaceState::NotReady { reason, message } => {
-            return report(Reason::WorkspaceNotReady, format!("the MLWorkspace is not ready ({reason}): {message}"));
+            return report(
+                Reason::WorkspaceNotReady,
+                format!("the MLWorkspace is not ready ({reason}): {message}"),
+            );
         }
         WorkspaceState::Ready => {}
     }
@@ -175,11 +190,16 @@ pub fn plan(o: &Observed<'_>) -> Decision {
         // Rule 4: a later claim causes no Azure call at all.
         return report(
             Reason::DuplicateAttachment,
-            format!("{owner} already claims this resource in the same workspace (the oldest claim wins)"),
+            format!(
+                "{owner} already claims this resource in the same workspace (the oldest claim wins)"
+            ),
         );
     }
     if let SecretState::Missing(name) = &o.secret {
-        return report(Reason::SecretNotFound, format!("Secret {name:?} does not exist in this namespace"));
+        return report(
+            Reason::SecretNotFound,
+            format!("Secret {name:?} does not exist in this namespace"),
+        );
     }
     let Some(view) = &o.azure else {
         return Decision::NeedAzureView;
@@ -196,11 +216,17 @@ pub fn plan(o: &Observed<'_>) -> Decision {
             Some(_) if !c.is_terminal() => Decision::InSync(c.clone()),
             Some(_) => Decision::Detach { reattach: true },
         },
-        AzureView::Absent { same_resource_as: Some(other) } => report(
+        AzureView::Absent {
+            same_resource_as: Some(other),
+        } => report(
             Reason::DuplicateAttachment,
-            format!("the resource is already attached to this workspace as compute {other:?} (outside this object)"),
+            format!(
+                "the resource is already attached to this workspace as compute {other:?} (outside this object)"
+            ),
         ),
-        AzureView::Absent { same_resource_as: None } => {
+        AzureView::Absent {
+            same_resource_as: None,
+        } => {
             if o.status.rejected_config_hash.as_deref() == Some(o.desired_hash) {
                 // Azure refused exactly this configuration before: wait for a change (rule 11).
                 let previous = o.status.ready();
@@ -223,10 +249,14 @@ pub fn plan(o: &Observed<'_>) -> Decision {
 
 fn plan_delete(o: &Observed<'_>) -> Decision {
     if o.deletion_policy == DeletionPolicy::Orphan {
-        return Decision::Release { why: "deletionPolicy is Orphan: the attachment is left in Azure" };
+        return Decision::Release {
+            why: "deletionPolicy is Orphan: the attachment is left in Azure",
+        };
     }
     if !reached_azure(o.status) {
-        return Decision::Release { why: "the target never reached Azure" };
+        return Decision::Release {
+            why: "the target never reached Azure",
+        };
     }
     match &o.workspace {
         WorkspaceState::Ready => {}
@@ -255,10 +285,12 @@ fn plan_delete(o: &Observed<'_>) -> Decision {
         // is a harmless 204, so deletion does not spend a LIST (rule 7 budget).
         None => Decision::Detach { reattach: false },
         // Never detach a compute that is not ours (rule 3).
-        Some(AzureView::Present(c)) if !c.matches => Decision::Release { why: "the compute of this name is not this target's" },
-        Some(AzureView::Absent { .. }) if o.status.operation.is_none() => {
-            Decision::Release { why: "the compute is already gone from the workspace" }
-        }
+        Some(AzureView::Present(c)) if !c.matches => Decision::Release {
+            why: "the compute of this name is not this target's",
+        },
+        Some(AzureView::Absent { .. }) if o.status.operation.is_none() => Decision::Release {
+            why: "the compute is already gone from the workspace",
+        },
         Some(_) => Decision::Detach { reattach: false },
     }
 }
@@ -333,22 +365,44 @@ mod tests {
     fn rule2_get_before_put_then_attach_when_absent() {
         let s = TargetStatus::default();
         assert_eq!(plan(&observed(&s, None)), Decision::NeedAzureView);
-        let d = plan(&observed(&s, Some(AzureView::Absent { same_resource_as: None })));
-        assert_eq!(d, Decision::Attach { cause: AttachCause::Initial });
+        let d = plan(&observed(
+            &s,
+            Some(AzureView::Absent {
+                same_resource_as: None,
+            }),
+        ));
+        assert_eq!(
+            d,
+            Decision::Attach {
+                cause: AttachCause::Initial
+            }
+        );
     }
 
     #[test]
     fn rule2_steady_state_writes_nothing() {
         let s = attached("h1");
-        assert!(matches!(plan(&observed(&s, Some(present(true, "Succeeded")))), Decision::InSync(_)));
+        assert!(matches!(
+            plan(&observed(&s, Some(present(true, "Succeeded")))),
+            Decision::InSync(_)
+        ));
     }
 
     #[test]
     fn rule3_adopt_matching_and_refuse_other() {
         let s = TargetStatus::default();
-        assert!(matches!(plan(&observed(&s, Some(present(true, "Succeeded")))), Decision::Adopt(_)));
+        assert!(matches!(
+            plan(&observed(&s, Some(present(true, "Succeeded")))),
+            Decision::Adopt(_)
+        ));
         let d = plan(&observed(&s, Some(present(false, "Succeeded"))));
-        assert!(matches!(d, Decision::Report { reason: Reason::ComputeNameTaken, .. }));
+        assert!(matches!(
+            d,
+            Decision::Report {
+                reason: Reason::ComputeNameTaken,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -356,15 +410,35 @@ mod tests {
         let s = TargetStatus::default();
         let mut o = observed(&s, None);
         o.claim = ClaimState::LosesTo("RemoteVmTarget a/b".into());
-        assert!(matches!(plan(&o), Decision::Report { reason: Reason::DuplicateAttachment, .. }));
-        let o2 = observed(&s, Some(AzureView::Absent { same_resource_as: Some("other".into()) }));
-        assert!(matches!(plan(&o2), Decision::Report { reason: Reason::DuplicateAttachment, .. }));
+        assert!(matches!(
+            plan(&o),
+            Decision::Report {
+                reason: Reason::DuplicateAttachment,
+                ..
+            }
+        ));
+        let o2 = observed(
+            &s,
+            Some(AzureView::Absent {
+                same_resource_as: Some("other".into()),
+            }),
+        );
+        assert!(matches!(
+            plan(&o2),
+            Decision::Report {
+                reason: Reason::DuplicateAttachment,
+                ..
+            }
+        ));
     }
 
     #[test]
     fn rule5_changed_config_reattaches() {
         let s = attached("old");
-        assert_eq!(plan(&observed(&s, Some(present(true, "Succeeded")))), Decision::Detach { reattach: true });
+        assert_eq!(
+            plan(&observed(&s, Some(present(true, "Succeeded")))),
+            Decision::Detach { reattach: true }
+        );
     }
 
     #[test]
@@ -377,15 +451,28 @@ mod tests {
             started_at: None,
             next_poll_at: None,
         };
-        let s = TargetStatus { operation: Some(op.clone()), ..Default::default() };
+        let s = TargetStatus {
+            operation: Some(op.clone()),
+            ..Default::default()
+        };
         assert_eq!(plan(&observed(&s, None)), Decision::Poll(op));
     }
 
     #[test]
     fn rule7_vanished_attachment_is_repaired() {
         let s = attached("h1");
-        let d = plan(&observed(&s, Some(AzureView::Absent { same_resource_as: None })));
-        assert_eq!(d, Decision::Attach { cause: AttachCause::Drift });
+        let d = plan(&observed(
+            &s,
+            Some(AzureView::Absent {
+                same_resource_as: None,
+            }),
+        ));
+        assert_eq!(
+            d,
+            Decision::Attach {
+                cause: AttachCause::Drift
+            }
+        );
     }
 
     #[test]
@@ -394,15 +481,27 @@ mod tests {
         let mut o = observed(&never, None);
         o.deleting = true;
         o.workspace = WorkspaceState::Missing;
-        assert!(matches!(plan(&o), Decision::Release { .. }), "never reached Azure: released at once");
+        assert!(
+            matches!(plan(&o), Decision::Release { .. }),
+            "never reached Azure: released at once"
+        );
 
         let s = attached("h1");
         let mut o = observed(&s, None);
         o.deleting = true;
         o.workspace = WorkspaceState::Missing;
-        assert!(matches!(plan(&o), Decision::Report { reason: Reason::WorkspaceNotFound, .. }));
+        assert!(matches!(
+            plan(&o),
+            Decision::Report {
+                reason: Reason::WorkspaceNotFound,
+                ..
+            }
+        ));
         o.deletion_policy = DeletionPolicy::Orphan;
-        assert!(matches!(plan(&o), Decision::Release { .. }), "Orphan releases without a call");
+        assert!(
+            matches!(plan(&o), Decision::Release { .. }),
+            "Orphan releases without a call"
+        );
     }
 
     #[test]
@@ -419,7 +518,10 @@ mod tests {
 
     #[test]
     fn rule11_refused_config_is_not_retried() {
-        let mut s = TargetStatus { rejected_config_hash: Some("h1".into()), ..Default::default() };
+        let mut s = TargetStatus {
+            rejected_config_hash: Some("h1".into()),
+            ..Default::default()
+        };
         s.conditions.push(crate::api::Condition {
             type_: "Ready".into(),
             status: "False".into(),
@@ -428,8 +530,19 @@ mod tests {
             last_transition_time: None,
             observed_generation: None,
         });
-        let d = plan(&observed(&s, Some(AzureView::Absent { same_resource_as: None })));
-        assert!(matches!(d, Decision::Report { reason: Reason::ComputeTypeRefused, .. }));
+        let d = plan(&observed(
+            &s,
+            Some(AzureView::Absent {
+                same_resource_as: None,
+            }),
+        ));
+        assert!(matches!(
+            d,
+            Decision::Report {
+                reason: Reason::ComputeTypeRefused,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -437,8 +550,20 @@ mod tests {
         let s = TargetStatus::default();
         let mut o = observed(&s, None);
         o.secret = SecretState::Missing("ssh".into());
-        assert!(matches!(plan(&o), Decision::Report { reason: Reason::SecretNotFound, .. }));
+        assert!(matches!(
+            plan(&o),
+            Decision::Report {
+                reason: Reason::SecretNotFound,
+                ..
+            }
+        ));
         o.workspace = WorkspaceState::Missing;
-        assert!(matches!(plan(&o), Decision::Report { reason: Reason::WorkspaceNotFound, .. }));
+        assert!(matches!(
+            plan(&o),
+            Decision::Report {
+                reason: Reason::WorkspaceNotFound,
+                ..
+            }
+        ));
     }
 }

@@ -17,8 +17,8 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::api::{
-    DeletionPolicy, FIELD_MANAGER, FINALIZER, MLWorkspace, OperationKind, PendingOperation, ProvisioningError,
-    TargetStatus,
+    DeletionPolicy, FIELD_MANAGER, FINALIZER, MLWorkspace, OperationKind, PendingOperation,
+    ProvisioningError, TargetStatus,
 };
 use crate::azure::models::{
     Compute, ComputeProperties, ComputeResource, ComputeType, ErrorResponse, OperationState,
@@ -31,7 +31,8 @@ use crate::controller::conditions::{Reason, ready_condition, set_condition};
 use crate::controller::context::{ConnectError, Context, workspace_ref};
 use crate::controller::error::Error;
 use crate::controller::plan::{
-    AttachCause, AzureView, ClaimState, ComputeSummary, Decision, Observed, SecretState, WorkspaceState, plan,
+    AttachCause, AzureView, ClaimState, ComputeSummary, Decision, Observed, SecretState,
+    WorkspaceState, plan,
 };
 use crate::controller::target::{AttachTarget, BuildError, Underlying};
 
@@ -48,18 +49,25 @@ pub async fn reconcile<K: AttachTarget>(obj: Arc<K>, ctx: Arc<Context>) -> Resul
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
     let result = finalizer(&api, FINALIZER, obj, |event| async {
         match event {
-            FinalizerEvent::Apply(o) => reconcile_inner(o.as_ref(), &ctx, false).await.map(|s| s.action),
+            FinalizerEvent::Apply(o) => reconcile_inner(o.as_ref(), &ctx, false)
+                .await
+                .map(|s| s.action),
             FinalizerEvent::Cleanup(o) => {
                 let step = reconcile_inner(o.as_ref(), &ctx, true).await?;
                 // Ok from a cleanup removes the finalizer, so "not done yet" travels as an error.
-                if step.done { Ok(step.action) } else { Err(Error::InProgress(step.requeue)) }
+                if step.done {
+                    Ok(step.action)
+                } else {
+                    Err(Error::InProgress(step.requeue))
+                }
             }
         }
     })
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)));
     let ok = result.is_ok() || matches!(&result, Err(e) if e.is_in_progress());
-    ctx.metrics.reconcile_finished(K::KIND, ok, started.elapsed());
+    ctx.metrics
+        .reconcile_finished(K::KIND, ok, started.elapsed());
     result
 }
 
@@ -108,9 +116,14 @@ struct Pass<'a, K: AttachTarget> {
     deleting: bool,
 }
 
-async fn reconcile_inner<K: AttachTarget>(obj: &K, ctx: &Context, deleting: bool) -> Result<Step, Error> {
+async fn reconcile_inner<K: AttachTarget>(
+    obj: &K,
+    ctx: &Context,
+    deleting: bool,
+) -> Result<Step, Error> {
     let ns = obj.namespace().ok_or(Error::MissingNamespace)?;
-    let old = obj.target_status().cloned().unwrap_or_default();
+    let uid = obj.uid().ok_or(Error::MissingNamespace)?;
+    let old = ctx.fresh_status(&uid, obj.target_status());
     let mut status = old.clone();
     let compute_name = obj.compute_name();
     status.compute_name = Some(compute_name.clone());
@@ -125,6 +138,10 @@ async fn reconcile_inner<K: AttachTarget>(obj: &K, ctx: &Context, deleting: bool
     };
     let step = pass.run().await?;
     pass.write_status().await?;
+    ctx.remember_status(
+        &uid,
+        (!(step.done && deleting)).then(|| pass.status.clone()),
+    );
     Ok(step)
 }
 
@@ -152,13 +169,22 @@ impl<K: AttachTarget> Pass<'_, K> {
             tracing::debug!(?decision, "planned");
             // Every decision past this point needs a workspace that reached Azure.
             let ws = match (&decision, &ws_obj) {
-                (Decision::Report { reason, message }, _) => return Ok(self.report(*reason, message.clone()).await),
+                (Decision::Report { reason, message }, _) => {
+                    return Ok(self.report(*reason, message.clone()).await);
+                }
                 (Decision::Release { why }, _) => {
                     let why = *why;
                     return Ok(self.release(why).await);
                 }
                 (_, Some(ws)) => ws.clone(),
-                (_, None) => return Ok(self.report(Reason::WorkspaceNotFound, "the MLWorkspace disappeared".into()).await),
+                (_, None) => {
+                    return Ok(self
+                        .report(
+                            Reason::WorkspaceNotFound,
+                            "the MLWorkspace disappeared".into(),
+                        )
+                        .await);
+                }
             };
             let arm = match self.ctx.arm_for(&ws).await {
                 Ok(a) => a,
@@ -173,16 +199,35 @@ impl<K: AttachTarget> Pass<'_, K> {
                     }
                     Err(e) => Err(e),
                 },
-                Decision::Poll(op) => self.poll(&arm, &wsr, &ws, op, &desired_hash, secret_rv.as_deref()).await,
-                Decision::Attach { cause } => self.attach(&arm, &wsr, &ws, cause, &desired_hash, secret_rv.as_deref()).await,
+                Decision::Poll(op) => {
+                    self.poll(&arm, &wsr, &ws, op, &desired_hash, secret_rv.as_deref())
+                        .await
+                }
+                Decision::Attach { cause } => {
+                    self.attach(&arm, &wsr, &ws, cause, &desired_hash, secret_rv.as_deref())
+                        .await
+                }
                 Decision::Detach { reattach } => {
-                    self.detach(&arm, &wsr, &ws, reattach, &desired_hash, secret_rv.as_deref()).await
+                    self.detach(
+                        &arm,
+                        &wsr,
+                        &ws,
+                        reattach,
+                        &desired_hash,
+                        secret_rv.as_deref(),
+                    )
+                    .await
                 }
                 Decision::Adopt(c) => {
                     self.status.attached_config_hash = Some(desired_hash.clone());
                     self.status.secret_resource_version = secret_rv.clone();
                     self.ctx
-                        .event(self.obj, false, "Adopted", format!("adopted existing compute {:?}", self.compute_name))
+                        .event(
+                            self.obj,
+                            false,
+                            "Adopted",
+                            format!("adopted existing compute {:?}", self.compute_name),
+                        )
                         .await;
                     self.in_sync(&arm, &wsr, c).await
                 }
@@ -202,7 +247,11 @@ impl<K: AttachTarget> Pass<'_, K> {
         };
         let all = self.ctx.all_claims();
         let w = winner(&mine, &all);
-        if w.uid == mine.uid { ClaimState::Winner } else { ClaimState::LosesTo(w.owner.clone()) }
+        if w.uid == mine.uid {
+            ClaimState::Winner
+        } else {
+            ClaimState::LosesTo(w.owner.clone())
+        }
     }
 
     async fn secret_state(&self) -> Result<(SecretState, Option<String>), Error> {
@@ -211,15 +260,23 @@ impl<K: AttachTarget> Pass<'_, K> {
         };
         // Metadata only (rule 10): the resourceVersion says whether it changed.
         let api: Api<Secret> = Api::namespaced(self.ctx.client.clone(), &self.ns);
-        Ok(match api.get_metadata_opt(name).await.map_err(Error::Kube)? {
-            Some(m) => (SecretState::Present, m.resource_version()),
-            None => (SecretState::Missing(name.to_owned()), None),
-        })
+        Ok(
+            match api.get_metadata_opt(name).await.map_err(Error::Kube)? {
+                Some(m) => (SecretState::Present, m.resource_version()),
+                None => (SecretState::Missing(name.to_owned()), None),
+            },
+        )
     }
 
     fn set_ready(&mut self, reason: Reason, message: impl Into<String>) {
         let previous = self.old.ready().cloned();
-        let cond = ready_condition(previous.as_ref(), reason, message, self.obj.meta().generation, now());
+        let cond = ready_condition(
+            previous.as_ref(),
+            reason,
+            message,
+            self.obj.meta().generation,
+            now(),
+        );
         set_condition(&mut self.status.conditions, cond);
     }
 
@@ -227,7 +284,9 @@ impl<K: AttachTarget> Pass<'_, K> {
         let changed = self.old.ready().is_none_or(|c| c.reason != reason.as_str());
         self.set_ready(reason, message.clone());
         if changed && !reason.is_ready() {
-            self.ctx.event(self.obj, true, reason.as_str(), message).await;
+            self.ctx
+                .event(self.obj, true, reason.as_str(), message)
+                .await;
         }
         let resync = self.ctx.resync;
         Step::after(match reason {
@@ -240,19 +299,23 @@ impl<K: AttachTarget> Pass<'_, K> {
     async fn release(&mut self, why: &'static str) -> Step {
         let orphan = self.obj.common().deletion_policy == DeletionPolicy::Orphan;
         let reason = if orphan { "Orphaned" } else { "Released" };
-        self.ctx.event(self.obj, false, reason, why.to_owned()).await;
+        self.ctx
+            .event(self.obj, false, reason, why.to_owned())
+            .await;
         Step::done()
     }
 
     async fn connect_failed(&mut self, e: ConnectError) -> Step {
         let (reason, msg) = match &e {
-            ConnectError::SecretNotFound(_) | ConnectError::SecretKeyMissing { .. } => {
-                (Reason::WorkspaceNotReady, format!("the MLWorkspace's credential is unusable: {e}"))
-            }
+            ConnectError::SecretNotFound(_) | ConnectError::SecretKeyMissing { .. } => (
+                Reason::WorkspaceNotReady,
+                format!("the MLWorkspace's credential is unusable: {e}"),
+            ),
             ConnectError::InvalidSpec(m) => (Reason::WorkspaceNotReady, m.clone()),
-            ConnectError::Credential(_) | ConnectError::Cloud(_) => {
-                (Reason::CredentialRejected, crate::controller::error::chain(&e))
-            }
+            ConnectError::Credential(_) | ConnectError::Cloud(_) => (
+                Reason::CredentialRejected,
+                crate::controller::error::chain(&e),
+            ),
             ConnectError::Kube(_) => (Reason::AzureError, crate::controller::error::chain(&e)),
         };
         self.report(reason, msg).await
@@ -262,13 +325,25 @@ impl<K: AttachTarget> Pass<'_, K> {
     async fn arm_failed(&mut self, wsr: &WorkspaceRef, e: ArmError) -> Step {
         let msg = crate::controller::error::chain(&e);
         let (reason, delay) = match e.kind() {
-            ArmErrorKind::Throttled => (Reason::Throttled, e.retry_after().unwrap_or(Duration::from_secs(10))),
-            ArmErrorKind::NotFound => (Reason::WorkspaceNotFound, self.ctx.resync.max(Duration::from_secs(60))),
-            ArmErrorKind::Unauthorized | ArmErrorKind::Forbidden | ArmErrorKind::Credential => {
-                (Reason::CredentialRejected, self.ctx.resync.max(Duration::from_secs(60)))
+            ArmErrorKind::Throttled => (
+                Reason::Throttled,
+                e.retry_after().unwrap_or(Duration::from_secs(10)),
+            ),
+            ArmErrorKind::NotFound => (
+                Reason::WorkspaceNotFound,
+                self.ctx.resync.max(Duration::from_secs(60)),
+            ),
+            ArmErrorKind::Unauthorized | ArmErrorKind::Forbidden | ArmErrorKind::Credential => (
+                Reason::CredentialRejected,
+                self.ctx.resync.max(Duration::from_secs(60)),
+            ),
+            ArmErrorKind::BadRequest | ArmErrorKind::InvalidOperationUrl => {
+                (Reason::InvalidSpec, Duration::from_secs(300))
             }
-            ArmErrorKind::BadRequest | ArmErrorKind::InvalidOperationUrl => (Reason::InvalidSpec, Duration::from_secs(300)),
-            _ => (Reason::AzureError, e.retry_after().unwrap_or(TRANSIENT_RETRY)),
+            _ => (
+                Reason::AzureError,
+                e.retry_after().unwrap_or(TRANSIENT_RETRY),
+            ),
         };
         if reason == Reason::WorkspaceNotFound {
             self.ctx.cache.invalidate(wsr).await;
@@ -294,7 +369,9 @@ impl<K: AttachTarget> Pass<'_, K> {
             let wait = at.0.duration_since(now().0);
             if wait.is_positive() {
                 // Woken early by an unrelated event (e.g. our own status write): no ARM call.
-                return Ok(Step::after(Duration::try_from(wait).unwrap_or(DEFAULT_POLL)));
+                return Ok(Step::after(
+                    Duration::try_from(wait).unwrap_or(DEFAULT_POLL),
+                ));
             }
         }
         let status = match arm.poll_operation(&op.url).await {
@@ -335,17 +412,25 @@ impl<K: AttachTarget> Pass<'_, K> {
                         self.status.rejected_config_hash = op.config_hash.clone();
                         self.status.provisioning_state = Some(status.status.as_str().to_owned());
                         self.status.provisioning_errors = errors;
-                        self.report(Reason::ProvisioningFailed, format!("Azure could not attach the compute: {detail}"))
-                            .await
+                        self.report(
+                            Reason::ProvisioningFailed,
+                            format!("Azure could not attach the compute: {detail}"),
+                        )
+                        .await
                     }
                     OperationKind::Detach => {
-                        let step = self.report(Reason::AzureError, format!("the detach failed: {detail}")).await;
+                        let step = self
+                            .report(Reason::AzureError, format!("the detach failed: {detail}"))
+                            .await;
                         Step::after(step.requeue.min(Duration::from_secs(60)))
                     }
                 });
             }
             _ => {
-                self.set_ready(in_progress_reason, format!("waiting for Azure ({:?} in progress)", op.kind));
+                self.set_ready(
+                    in_progress_reason,
+                    format!("waiting for Azure ({:?} in progress)", op.kind),
+                );
                 let delay = poll_delay(status.retry_after);
                 if let Some(pending) = self.status.operation.as_mut() {
                     pending.next_poll_at = Some(after(delay));
@@ -357,7 +442,10 @@ impl<K: AttachTarget> Pass<'_, K> {
         self.status.operation = None;
         match op.kind {
             OperationKind::Attach => {
-                let hash = op.config_hash.clone().unwrap_or_else(|| desired_hash.to_owned());
+                let hash = op
+                    .config_hash
+                    .clone()
+                    .unwrap_or_else(|| desired_hash.to_owned());
                 self.attached(wsr, hash, "Succeeded").await;
                 Ok(self.after_attached(arm, wsr).await)
             }
@@ -365,7 +453,9 @@ impl<K: AttachTarget> Pass<'_, K> {
                 self.ctx.cache.remove(wsr, &self.compute_name).await;
                 self.status.provisioning_state = None;
                 if op.reattach && !self.deleting {
-                    return self.attach(arm, wsr, ws, AttachCause::Reattach, desired_hash, secret_rv).await;
+                    return self
+                        .attach(arm, wsr, ws, AttachCause::Reattach, desired_hash, secret_rv)
+                        .await;
                 }
                 self.detached().await;
                 Ok(Step::done())
@@ -374,13 +464,20 @@ impl<K: AttachTarget> Pass<'_, K> {
     }
 
     async fn detached(&mut self) {
+        // Forget the attachment in status too: a reconcile that still sees the finalizer
+        // (stale cache) then releases instead of detaching again.
         self.status.compute_id = None;
+        self.status.attached_config_hash = None;
+        self.status.connection_secret_hash = None;
         self.ctx
             .event(
                 self.obj,
                 false,
                 "Detached",
-                format!("detached compute {:?} (underlyingResourceAction=Detach)", self.compute_name),
+                format!(
+                    "detached compute {:?} (underlyingResourceAction=Detach)",
+                    self.compute_name
+                ),
             )
             .await;
     }
@@ -393,15 +490,26 @@ impl<K: AttachTarget> Pass<'_, K> {
         self.status.provisioning_errors.clear();
         self.status.compute_id = Some(wsr.compute_id(&self.compute_name));
         let compute = synthetic_compute::<K>(self.obj, &self.compute_name, state);
-        self.ctx.cache.upsert(wsr, &self.compute_name, compute).await;
+        self.ctx
+            .cache
+            .upsert(wsr, &self.compute_name, compute)
+            .await;
     }
 
     async fn after_attached(&mut self, arm: &ArmClient, wsr: &WorkspaceRef) -> Step {
         let was_ready = self.old.ready().is_some_and(|c| c.status == "True");
-        self.set_ready(Reason::Attached, format!("compute {:?} is attached and Succeeded", self.compute_name));
+        self.set_ready(
+            Reason::Attached,
+            format!("compute {:?} is attached and Succeeded", self.compute_name),
+        );
         if !was_ready {
             self.ctx
-                .event(self.obj, false, "Attached", format!("compute {:?} attached", self.compute_name))
+                .event(
+                    self.obj,
+                    false,
+                    "Attached",
+                    format!("compute {:?} attached", self.compute_name),
+                )
                 .await;
         }
         if let Err(e) = self.ensure_connection_secret(arm, wsr).await {
@@ -425,20 +533,31 @@ impl<K: AttachTarget> Pass<'_, K> {
             Some(name) => match self.ctx.read_secret(&self.ns, name).await {
                 Ok(Some(d)) => Some(d),
                 Ok(None) => {
-                    return Ok(self.report(Reason::SecretNotFound, format!("Secret {name:?} does not exist")).await);
+                    return Ok(self
+                        .report(
+                            Reason::SecretNotFound,
+                            format!("Secret {name:?} does not exist"),
+                        )
+                        .await);
                 }
                 Err(e) => {
-                    return Ok(self.report(Reason::AzureError, crate::controller::error::chain(&e)).await);
+                    return Ok(self
+                        .report(Reason::AzureError, crate::controller::error::chain(&e))
+                        .await);
                 }
             },
             None => None,
         };
         let properties = match self.obj.build_properties(secret.as_ref()) {
             Ok(p) => p,
-            Err(e @ (BuildError::SecretKeyMissing { .. } | BuildError::SecretKeyNotText { .. })) => {
+            Err(
+                e @ (BuildError::SecretKeyMissing { .. } | BuildError::SecretKeyNotText { .. }),
+            ) => {
                 return Ok(self.report(Reason::SecretKeyMissing, e.to_string()).await);
             }
-            Err(e @ BuildError::InvalidSpec(_)) => return Ok(self.report(Reason::InvalidSpec, e.to_string()).await),
+            Err(e @ BuildError::InvalidSpec(_)) => {
+                return Ok(self.report(Reason::InvalidSpec, e.to_string()).await);
+            }
         };
         drop(secret);
         let mut compute = Compute::new(K::compute_type(), self.obj.underlying().resource_id());
@@ -456,9 +575,17 @@ impl<K: AttachTarget> Pass<'_, K> {
                 // Permanent for this configuration: remember it so it is not PUT again (rule 11).
                 self.status.rejected_config_hash = Some(desired_hash.to_owned());
                 let refused_type = K::compute_type() == ComputeType::Batch
-                    || e.code().is_some_and(|c| c.to_ascii_lowercase().contains("computetype"));
-                let reason = if refused_type { Reason::ComputeTypeRefused } else { Reason::InvalidSpec };
-                let msg = format!("Azure refused the attach: {}", crate::controller::error::chain(&e));
+                    || e.code()
+                        .is_some_and(|c| c.to_ascii_lowercase().contains("computetype"));
+                let reason = if refused_type {
+                    Reason::ComputeTypeRefused
+                } else {
+                    Reason::InvalidSpec
+                };
+                let msg = format!(
+                    "Azure refused the attach: {}",
+                    crate::controller::error::chain(&e)
+                );
                 return Ok(self.report(reason, msg).await);
             }
             Err(e) => return Err(e),
@@ -467,16 +594,28 @@ impl<K: AttachTarget> Pass<'_, K> {
         let (event, verb) = match cause {
             AttachCause::Initial => ("Attaching", "attaching"),
             AttachCause::Reattach => ("Reattaching", "re-attaching after a change"),
-            AttachCause::Drift => ("DriftRepaired", "re-attaching: the attachment vanished from the workspace"),
+            AttachCause::Drift => (
+                "DriftRepaired",
+                "re-attaching: the attachment vanished from the workspace",
+            ),
         };
         self.ctx
-            .event(self.obj, false, event, format!("{verb}: PUT compute {:?}", self.compute_name))
+            .event(
+                self.obj,
+                false,
+                event,
+                format!("{verb}: PUT compute {:?}", self.compute_name),
+            )
             .await;
         match lro {
             Lro::Done(resource) => {
                 let summary = summarize::<K>(self.obj, &resource);
-                self.attached(wsr, desired_hash.to_owned(), summary.provisioning_state.as_deref().unwrap_or("Succeeded"))
-                    .await;
+                self.attached(
+                    wsr,
+                    desired_hash.to_owned(),
+                    summary.provisioning_state.as_deref().unwrap_or("Succeeded"),
+                )
+                .await;
                 self.in_sync(arm, wsr, summary).await
             }
             Lro::InProgress {
@@ -494,7 +633,11 @@ impl<K: AttachTarget> Pass<'_, K> {
                 });
                 self.status.provisioning_state = Some("Creating".to_owned());
                 self.status.compute_id = Some(wsr.compute_id(&self.compute_name));
-                let reason = if cause == AttachCause::Reattach { Reason::Reattaching } else { Reason::Attaching };
+                let reason = if cause == AttachCause::Reattach {
+                    Reason::Reattaching
+                } else {
+                    Reason::Attaching
+                };
                 self.set_ready(reason, "Azure accepted the attach; provisioning".to_owned());
                 Ok(Step::after(poll_delay(retry_after)))
             }
@@ -504,8 +647,12 @@ impl<K: AttachTarget> Pass<'_, K> {
                 ..
             } => {
                 // No operation URL: follow provisioningState with GETs (in_sync refreshes).
-                self.attached(wsr, desired_hash.to_owned(), "Creating").await;
-                self.set_ready(Reason::Attaching, "Azure accepted the attach; provisioning".to_owned());
+                self.attached(wsr, desired_hash.to_owned(), "Creating")
+                    .await;
+                self.set_ready(
+                    Reason::Attaching,
+                    "Azure accepted the attach; provisioning".to_owned(),
+                );
                 Ok(Step::after(poll_delay(retry_after)))
             }
         }
@@ -532,12 +679,19 @@ impl<K: AttachTarget> Pass<'_, K> {
                 .await;
         }
         match outcome {
-            DetachOutcome::Done | DetachOutcome::Absent | DetachOutcome::InProgress { operation_url: None, .. } => {
+            DetachOutcome::Done
+            | DetachOutcome::Absent
+            | DetachOutcome::InProgress {
+                operation_url: None,
+                ..
+            } => {
                 self.ctx.cache.remove(wsr, &self.compute_name).await;
                 self.status.operation = None;
                 self.status.provisioning_state = None;
                 if reattach {
-                    return self.attach(arm, wsr, ws, AttachCause::Reattach, desired_hash, secret_rv).await;
+                    return self
+                        .attach(arm, wsr, ws, AttachCause::Reattach, desired_hash, secret_rv)
+                        .await;
                 }
                 self.detached().await;
                 Ok(Step::done())
@@ -555,14 +709,26 @@ impl<K: AttachTarget> Pass<'_, K> {
                     next_poll_at: Some(after(poll_delay(retry_after))),
                 });
                 self.status.provisioning_state = Some("Deleting".to_owned());
-                let reason = if reattach { Reason::Reattaching } else { Reason::Detaching };
-                self.set_ready(reason, "Azure accepted the detach (underlyingResourceAction=Detach)".to_owned());
+                let reason = if reattach {
+                    Reason::Reattaching
+                } else {
+                    Reason::Detaching
+                };
+                self.set_ready(
+                    reason,
+                    "Azure accepted the detach (underlyingResourceAction=Detach)".to_owned(),
+                );
                 Ok(Step::after(poll_delay(retry_after)))
             }
         }
     }
 
-    async fn in_sync(&mut self, arm: &ArmClient, wsr: &WorkspaceRef, mut c: ComputeSummary) -> Result<Step, ArmError> {
+    async fn in_sync(
+        &mut self,
+        arm: &ArmClient,
+        wsr: &WorkspaceRef,
+        mut c: ComputeSummary,
+    ) -> Result<Step, ArmError> {
         if !c.is_terminal() {
             // The cached view is stale for a compute still provisioning: one GET of it alone.
             match arm.get_compute(wsr, &self.compute_name).await? {
@@ -570,7 +736,10 @@ impl<K: AttachTarget> Pass<'_, K> {
                     c = summarize::<K>(self.obj, &fresh);
                     let state = c.provisioning_state.clone().unwrap_or_default();
                     let synthetic = synthetic_compute::<K>(self.obj, &self.compute_name, &state);
-                    self.ctx.cache.upsert(wsr, &self.compute_name, synthetic).await;
+                    self.ctx
+                        .cache
+                        .upsert(wsr, &self.compute_name, synthetic)
+                        .await;
                 }
                 None => {
                     self.ctx.cache.remove(wsr, &self.compute_name).await;
@@ -580,9 +749,16 @@ impl<K: AttachTarget> Pass<'_, K> {
         }
         self.status.provisioning_state = c.provisioning_state.clone();
         self.status.provisioning_errors = c.errors.clone();
-        self.status.compute_id = c.id.clone().or_else(|| Some(wsr.compute_id(&self.compute_name)));
+        self.status.compute_id =
+            c.id.clone()
+                .or_else(|| Some(wsr.compute_id(&self.compute_name)));
         if c.is_failed() {
-            let detail = c.errors.iter().map(|e| format!("{}: {}", e.code, e.message)).collect::<Vec<_>>().join("; ");
+            let detail = c
+                .errors
+                .iter()
+                .map(|e| format!("{}: {}", e.code, e.message))
+                .collect::<Vec<_>>()
+                .join("; ");
             return Ok(self
                 .report(
                     Reason::ProvisioningFailed,
@@ -594,21 +770,36 @@ impl<K: AttachTarget> Pass<'_, K> {
                 .await);
         }
         if !c.is_terminal() {
-            self.set_ready(Reason::Attaching, format!("Azure reports provisioningState {}", c.provisioning_state.as_deref().unwrap_or("")));
+            self.set_ready(
+                Reason::Attaching,
+                format!(
+                    "Azure reports provisioningState {}",
+                    c.provisioning_state.as_deref().unwrap_or("")
+                ),
+            );
             return Ok(Step::after(DEFAULT_POLL));
         }
         Ok(self.after_attached(arm, wsr).await)
     }
 
     /// Writes the connection Secret once per attached configuration (listKeys + ids).
-    async fn ensure_connection_secret(&mut self, arm: &ArmClient, wsr: &WorkspaceRef) -> Result<(), Error> {
+    async fn ensure_connection_secret(
+        &mut self,
+        arm: &ArmClient,
+        wsr: &WorkspaceRef,
+    ) -> Result<(), Error> {
         let Some(target) = self.obj.common().write_connection_secret_to_ref else {
             return Ok(());
         };
-        if self.status.connection_secret_hash.is_some() && self.status.connection_secret_hash == self.status.attached_config_hash {
+        if self.status.connection_secret_hash.is_some()
+            && self.status.connection_secret_hash == self.status.attached_config_hash
+        {
             return Ok(());
         }
-        let keys = arm.list_keys(wsr, &self.compute_name).await.map_err(Error::Arm)?;
+        let keys = arm
+            .list_keys(wsr, &self.compute_name)
+            .await
+            .map_err(Error::Arm)?;
         let mut data: BTreeMap<String, ByteString> = self
             .obj
             .connection_data(&keys)
@@ -628,7 +819,10 @@ impl<K: AttachTarget> Pass<'_, K> {
                 data.insert(k.to_owned(), ByteString(v.into_bytes()));
             }
         }
-        let owner = self.obj.controller_owner_ref(&()).ok_or(Error::MissingNamespace)?;
+        let owner = self
+            .obj
+            .controller_owner_ref(&())
+            .ok_or(Error::MissingNamespace)?;
         let secret = Secret {
             metadata: kube::api::ObjectMeta {
                 name: Some(target.name.clone()),
@@ -648,9 +842,13 @@ impl<K: AttachTarget> Pass<'_, K> {
         let mut value = serde_json::to_value(&secret).map_err(Error::Serialize)?;
         value["apiVersion"] = json!("v1");
         value["kind"] = json!("Secret");
-        api.patch(&target.name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(value))
-            .await
-            .map_err(Error::Kube)?;
+        api.patch(
+            &target.name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(value),
+        )
+        .await
+        .map_err(Error::Kube)?;
         self.status.connection_secret_hash = self.status.attached_config_hash.clone();
         Ok(())
     }
@@ -658,7 +856,7 @@ impl<K: AttachTarget> Pass<'_, K> {
     /// Server-side applies the status when it changed (never replaces the object).
     async fn write_status(&mut self) -> Result<(), Error> {
         self.status.observed_generation = self.obj.meta().generation;
-        if self.status == self.old && self.obj.target_status().is_some() {
+        if self.status == self.old && self.obj.target_status() == Some(&self.status) {
             return Ok(());
         }
         let api: Api<K> = Api::namespaced(self.ctx.client.clone(), &self.ns);
@@ -668,7 +866,11 @@ impl<K: AttachTarget> Pass<'_, K> {
             "status": self.status,
         });
         match api
-            .patch_status(&self.obj.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(patch))
+            .patch_status(
+                &self.obj.name_any(),
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(patch),
+            )
             .await
         {
             Ok(_) => Ok(()),
@@ -694,7 +896,9 @@ fn after(d: Duration) -> Time {
 }
 
 fn poll_delay(retry_after: Option<Duration>) -> Duration {
-    retry_after.unwrap_or(DEFAULT_POLL).clamp(Duration::from_secs(1), Duration::from_secs(120))
+    retry_after
+        .unwrap_or(DEFAULT_POLL)
+        .clamp(Duration::from_secs(1), Duration::from_secs(120))
 }
 
 /// What planning needs to know about the workspace object.
@@ -702,9 +906,16 @@ fn workspace_state(ws: Option<&MLWorkspace>) -> WorkspaceState {
     let Some(ws) = ws else {
         return WorkspaceState::Missing;
     };
-    let ready = ws.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"));
+    let ready = ws
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"));
     match ready {
-        Some(c) if c.status == "True" && ws.status.as_ref().is_some_and(|s| s.location.is_some()) => WorkspaceState::Ready,
+        Some(c)
+            if c.status == "True" && ws.status.as_ref().is_some_and(|s| s.location.is_some()) =>
+        {
+            WorkspaceState::Ready
+        }
         Some(c) => WorkspaceState::NotReady {
             reason: c.reason.clone(),
             message: c.message.clone(),
@@ -749,7 +960,12 @@ pub fn summarize<K: AttachTarget>(obj: &K, c: &ComputeResource) -> ComputeSummar
         errors: c
             .properties
             .as_ref()
-            .map(|p| p.provisioning_errors.iter().map(provisioning_error).collect())
+            .map(|p| {
+                p.provisioning_errors
+                    .iter()
+                    .map(provisioning_error)
+                    .collect()
+            })
             .unwrap_or_default(),
         id: c.id.clone(),
     }
@@ -757,8 +973,16 @@ pub fn summarize<K: AttachTarget>(obj: &K, c: &ComputeResource) -> ComputeSummar
 
 fn provisioning_error(e: &ErrorResponse) -> ProvisioningError {
     ProvisioningError {
-        code: e.error.as_ref().and_then(|d| d.code.clone()).unwrap_or_default(),
-        message: e.error.as_ref().and_then(|d| d.message.clone()).unwrap_or_default(),
+        code: e
+            .error
+            .as_ref()
+            .and_then(|d| d.code.clone())
+            .unwrap_or_default(),
+        message: e
+            .error
+            .as_ref()
+            .and_then(|d| d.message.clone())
+            .unwrap_or_default(),
     }
 }
 
@@ -768,10 +992,12 @@ fn synthetic_compute<K: AttachTarget>(obj: &K, name: &str, state: &str) -> Compu
     let mut compute = Compute::new(K::compute_type(), underlying.resource_id());
     compute.provisioning_state = Some(state.into());
     if let Underlying::Address(a) = &underlying {
-        compute.properties = Some(ComputeProperties::VirtualMachine(VirtualMachineProperties {
-            address: Some(a.clone()),
-            ..Default::default()
-        }));
+        compute.properties = Some(ComputeProperties::VirtualMachine(
+            VirtualMachineProperties {
+                address: Some(a.clone()),
+                ..Default::default()
+            },
+        ));
     }
     ComputeResource {
         name: Some(name.to_owned()),

@@ -33,14 +33,18 @@ impl Debug for SecretData {
 impl SecretData {
     /// The value of `key` as text (a redacting type), or which key is missing.
     pub fn text(&self, secret: &str, key: &str) -> Result<SecretString, BuildError> {
-        let bytes = self.0.get(key).ok_or_else(|| BuildError::SecretKeyMissing {
-            secret: secret.to_owned(),
-            key: key.to_owned(),
-        })?;
-        let text = String::from_utf8(bytes.0.clone()).map_err(|_| BuildError::SecretKeyNotText {
-            secret: secret.to_owned(),
-            key: key.to_owned(),
-        })?;
+        let bytes = self
+            .0
+            .get(key)
+            .ok_or_else(|| BuildError::SecretKeyMissing {
+                secret: secret.to_owned(),
+                key: key.to_owned(),
+            })?;
+        let text =
+            String::from_utf8(bytes.0.clone()).map_err(|_| BuildError::SecretKeyNotText {
+                secret: secret.to_owned(),
+                key: key.to_owned(),
+            })?;
         if text.is_empty() {
             return Err(BuildError::SecretKeyMissing {
                 secret: secret.to_owned(),
@@ -104,10 +108,13 @@ impl Underlying {
     /// Whether an existing compute attaches this same resource.
     pub fn matches(&self, compute: &ComputeResource) -> bool {
         match self {
-            Underlying::ResourceId(id) => compute
-                .resource_id()
-                .is_some_and(|r| r.trim_end_matches('/').eq_ignore_ascii_case(id.trim_end_matches('/'))),
-            Underlying::Address(a) => compute_address(compute).is_some_and(|c| c.eq_ignore_ascii_case(a)),
+            Underlying::ResourceId(id) => compute.resource_id().is_some_and(|r| {
+                r.trim_end_matches('/')
+                    .eq_ignore_ascii_case(id.trim_end_matches('/'))
+            }),
+            Underlying::Address(a) => {
+                compute_address(compute).is_some_and(|c| c.eq_ignore_ascii_case(a))
+            }
         }
     }
 }
@@ -168,7 +175,10 @@ pub trait AttachTarget:
     fn attach_fingerprint(&self) -> serde_json::Value;
 
     /// Builds `properties.properties` from the spec and the Secret's data.
-    fn build_properties(&self, secret: Option<&SecretData>) -> Result<Option<ComputeProperties>, BuildError>;
+    fn build_properties(
+        &self,
+        secret: Option<&SecretData>,
+    ) -> Result<Option<ComputeProperties>, BuildError>;
 
     /// Extra keys for the connection Secret (besides the ids), from listKeys.
     fn connection_data(&self, keys: &ComputeSecrets) -> BTreeMap<String, SecretString> {
@@ -207,10 +217,16 @@ fn admin_account_data(account: &AdministratorAccount, out: &mut BTreeMap<String,
 }
 
 /// The SSH login from a Secret, per `credentials`.
-pub fn ssh_account(credentials: &SshCredentials, secret: Option<&SecretData>) -> Result<AdministratorAccount, BuildError> {
+pub fn ssh_account(
+    credentials: &SshCredentials,
+    secret: Option<&SecretData>,
+) -> Result<AdministratorAccount, BuildError> {
     let name = credentials.secret_ref.name.as_str();
-    let data = secret.ok_or_else(|| BuildError::InvalidSpec(format!("Secret {name:?} was not read")))?;
-    let username = secrecy::ExposeSecret::expose_secret(&data.text(name, &credentials.username_key)?).to_owned();
+    let data =
+        secret.ok_or_else(|| BuildError::InvalidSpec(format!("Secret {name:?} was not read")))?;
+    let username =
+        secrecy::ExposeSecret::expose_secret(&data.text(name, &credentials.username_key)?)
+            .to_owned();
     let mut account = AdministratorAccount {
         username: Some(username),
         ..Default::default()
@@ -220,7 +236,8 @@ pub fn ssh_account(credentials: &SshCredentials, secret: Option<&SecretData>) ->
         (None, Some(key)) => account.private_key_data = Some(data.text(name, key)?),
         _ => {
             return Err(BuildError::InvalidSpec(
-                "set exactly one of credentials.passwordKey or credentials.privateKeyKey".to_owned(),
+                "set exactly one of credentials.passwordKey or credentials.privateKeyKey"
+                    .to_owned(),
             ));
         }
     }
@@ -234,7 +251,12 @@ mod tests {
     use secrecy::ExposeSecret;
 
     fn data(pairs: &[(&str, &str)]) -> SecretData {
-        SecretData(pairs.iter().map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec()))).collect())
+        SecretData(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+                .collect(),
+        )
     }
 
     fn creds(password: bool) -> SshCredentials {
@@ -248,7 +270,11 @@ mod tests {
 
     #[test]
     fn ssh_account_reads_password_or_key() {
-        let d = data(&[("username", "azureuser"), ("password", "pw"), ("privateKey", "KEY")]);
+        let d = data(&[
+            ("username", "azureuser"),
+            ("password", "pw"),
+            ("privateKey", "KEY"),
+        ]);
         let a = ssh_account(&creds(true), Some(&d)).unwrap();
         assert_eq!(a.password.unwrap().expose_secret(), "pw");
         assert!(a.private_key_data.is_none());
@@ -261,14 +287,26 @@ mod tests {
     fn missing_key_names_the_key_not_a_value() {
         let d = data(&[("username", "azureuser")]);
         let err = ssh_account(&creds(true), Some(&d)).unwrap_err();
-        assert_eq!(err, BuildError::SecretKeyMissing { secret: "ssh".into(), key: "password".into() });
+        assert_eq!(
+            err,
+            BuildError::SecretKeyMissing {
+                secret: "ssh".into(),
+                key: "password".into()
+            }
+        );
         assert!(format!("{:?}", d).contains("username"));
     }
 
     #[test]
     fn claim_keys_ignore_case() {
-        let a = Underlying::ResourceId("/subscriptions/X/resourceGroups/RG/providers/Microsoft.Compute/virtualMachines/VM".into());
-        let b = Underlying::ResourceId("/subscriptions/x/resourcegroups/rg/providers/microsoft.compute/virtualmachines/vm/".into());
+        let a = Underlying::ResourceId(
+            "/subscriptions/X/resourceGroups/RG/providers/Microsoft.Compute/virtualMachines/VM"
+                .into(),
+        );
+        let b = Underlying::ResourceId(
+            "/subscriptions/x/resourcegroups/rg/providers/microsoft.compute/virtualmachines/vm/"
+                .into(),
+        );
         assert_eq!(a.claim_key(), b.claim_key());
     }
 }

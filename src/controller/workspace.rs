@@ -27,7 +27,8 @@ const HEALTHY_RECHECK: Duration = Duration::from_secs(3600);
 pub async fn reconcile(ws: Arc<MLWorkspace>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
     let result = reconcile_inner(&ws, &ctx).await;
-    ctx.metrics.reconcile_finished(KIND, result.is_ok(), started.elapsed());
+    ctx.metrics
+        .reconcile_finished(KIND, result.is_ok(), started.elapsed());
     result
 }
 
@@ -37,7 +38,8 @@ async fn reconcile_inner(ws: &MLWorkspace, ctx: &Context) -> Result<Action, Erro
     let mut status = old.clone();
     let secret_rv = match &ws.spec.credential.client_secret {
         Some(c) => {
-            let api: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(ctx.client.clone(), &ns);
+            let api: Api<k8s_openapi::api::core::v1::Secret> =
+                Api::namespaced(ctx.client.clone(), &ns);
             api.get_metadata_opt(&c.secret_ref.name)
                 .await
                 .map_err(Error::Kube)?
@@ -46,8 +48,14 @@ async fn reconcile_inner(ws: &MLWorkspace, ctx: &Context) -> Result<Action, Erro
         None => None,
     };
     // Skip the Azure GET when nothing changed since the last successful check.
-    let ready = old.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True");
-    if ready && old.observed_generation == ws.meta().generation && old.secret_resource_version == secret_rv {
+    let ready = old
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == "True");
+    if ready
+        && old.observed_generation == ws.meta().generation
+        && old.secret_resource_version == secret_rv
+    {
         return Ok(Action::requeue(HEALTHY_RECHECK));
     }
     let (reason, message, delay) = match ctx.arm_for(ws).await {
@@ -63,22 +71,37 @@ async fn reconcile_inner(ws: &MLWorkspace, ctx: &Context) -> Result<Action, Erro
         }
         Ok(arm) => match arm.get_workspace(&workspace_ref(ws)).await {
             Ok(found) => {
-                status.arm_id = found.id.clone().or_else(|| Some(workspace_ref(ws).arm_id()));
+                status.arm_id = found
+                    .id
+                    .clone()
+                    .or_else(|| Some(workspace_ref(ws).arm_id()));
                 status.location = found.location.clone();
                 (
                     Reason::Reached,
-                    format!("reached workspace {} in {}", ws.spec.workspace_name, found.location.unwrap_or_default()),
+                    format!(
+                        "reached workspace {} in {}",
+                        ws.spec.workspace_name,
+                        found.location.unwrap_or_default()
+                    ),
                     HEALTHY_RECHECK,
                 )
             }
             Err(e) => {
                 let (reason, delay) = match e.kind() {
                     ArmErrorKind::NotFound => (Reason::WorkspaceNotFound, Duration::from_secs(120)),
-                    ArmErrorKind::Unauthorized | ArmErrorKind::Forbidden | ArmErrorKind::Credential => {
+                    ArmErrorKind::Unauthorized
+                    | ArmErrorKind::Forbidden
+                    | ArmErrorKind::Credential => {
                         (Reason::CredentialRejected, Duration::from_secs(120))
                     }
-                    ArmErrorKind::Throttled => (Reason::Throttled, e.retry_after().unwrap_or(Duration::from_secs(10))),
-                    _ => (Reason::AzureError, e.retry_after().unwrap_or(Duration::from_secs(15))),
+                    ArmErrorKind::Throttled => (
+                        Reason::Throttled,
+                        e.retry_after().unwrap_or(Duration::from_secs(10)),
+                    ),
+                    _ => (
+                        Reason::AzureError,
+                        e.retry_after().unwrap_or(Duration::from_secs(15)),
+                    ),
                 };
                 (reason, chain(&e), delay)
             }
@@ -88,9 +111,22 @@ async fn reconcile_inner(ws: &MLWorkspace, ctx: &Context) -> Result<Action, Erro
     status.observed_generation = ws.meta().generation;
     let previous = old.conditions.iter().find(|c| c.type_ == "Ready").cloned();
     let now = Time(k8s_openapi::jiff::Timestamp::now());
-    set_condition(&mut status.conditions, ready_condition(previous.as_ref(), reason, message.clone(), ws.meta().generation, now));
-    if previous.as_ref().is_none_or(|p| p.reason != reason.as_str()) {
-        ctx.event(ws, !reason.is_ready(), reason.as_str(), message).await;
+    set_condition(
+        &mut status.conditions,
+        ready_condition(
+            previous.as_ref(),
+            reason,
+            message.clone(),
+            ws.meta().generation,
+            now,
+        ),
+    );
+    if previous
+        .as_ref()
+        .is_none_or(|p| p.reason != reason.as_str())
+    {
+        ctx.event(ws, !reason.is_ready(), reason.as_str(), message)
+            .await;
     }
     if status != old {
         write_status(ws, ctx, &ns, &status).await?;
@@ -98,16 +134,25 @@ async fn reconcile_inner(ws: &MLWorkspace, ctx: &Context) -> Result<Action, Erro
     Ok(Action::requeue(delay))
 }
 
-async fn write_status(ws: &MLWorkspace, ctx: &Context, ns: &str, status: &MLWorkspaceStatus) -> Result<(), Error> {
+async fn write_status(
+    ws: &MLWorkspace,
+    ctx: &Context,
+    ns: &str,
+    status: &MLWorkspaceStatus,
+) -> Result<(), Error> {
     let api: Api<MLWorkspace> = Api::namespaced(ctx.client.clone(), ns);
     let patch = json!({
         "apiVersion": MLWorkspace::api_version(&()),
         "kind": MLWorkspace::kind(&()),
         "status": status,
     });
-    api.patch_status(&ws.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(patch))
-        .await
-        .map_err(Error::Kube)?;
+    api.patch_status(
+        &ws.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(patch),
+    )
+    .await
+    .map_err(Error::Kube)?;
     Ok(())
 }
 

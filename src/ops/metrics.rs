@@ -4,6 +4,7 @@
 //! kinds, results, error reasons (`metric_label()`s), ARM operation ids, HTTP status codes and
 //! op classes; never object names.
 
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -91,8 +92,8 @@ pub struct Metrics {
     arm_request_duration: Family<OperationLabels, Histogram, fn() -> Histogram>,
     arm_throttled_total: Family<ClassLabels, Counter>,
     targets: Family<KindStateLabels, Gauge>,
-    /// Serializes `set_targets` so a kind's states are replaced atomically.
-    targets_lock: Mutex<()>,
+    /// States each kind has reported, so `set_targets` can zero the ones that vanished.
+    target_states: Mutex<HashMap<String, BTreeSet<String>>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -171,7 +172,7 @@ impl Metrics {
             arm_request_duration,
             arm_throttled_total,
             targets,
-            targets_lock: Mutex::new(()),
+            target_states: Mutex::new(HashMap::new()),
         }
     }
 
@@ -226,29 +227,20 @@ impl Metrics {
             .inc();
     }
 
-    /// Replaces the target counts of `kind`: states not in `counts` drop to zero.
+    /// Replaces the target counts of `kind`: states reported before but absent now read 0
+    /// (not a stale count).
     pub fn set_targets<'a>(&self, kind: &str, counts: impl IntoIterator<Item = (&'a str, i64)>) {
-        let _guard = self.targets_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut seen = self.target_states.lock().unwrap_or_else(|p| p.into_inner());
+        let states = seen.entry(kind.to_string()).or_default();
         let counts: Vec<(&str, i64)> = counts.into_iter().collect();
-        // Zero the states this kind had before (Family has no per-kind iteration, so keep
-        // the series and reset them: a vanished state reads 0, not a stale count).
-        for state in KNOWN_STATES {
+        for state in states.iter() {
             if !counts.iter().any(|(s, _)| s == state) {
-                self.targets
-                    .get_or_create(&KindStateLabels {
-                        kind: kind.to_string(),
-                        state: (*state).to_string(),
-                    })
-                    .set(0);
+                self.set_target_count(kind, state, 0);
             }
         }
         for (state, count) in counts {
-            self.targets
-                .get_or_create(&KindStateLabels {
-                    kind: kind.to_string(),
-                    state: state.to_string(),
-                })
-                .set(count);
+            states.insert(state.to_string());
+            self.set_target_count(kind, state, count);
         }
     }
 
@@ -269,18 +261,6 @@ impl Metrics {
         Ok(out)
     }
 }
-
-/// States reset by [`Metrics::set_targets`] when absent from its input.
-pub const KNOWN_STATES: &[&str] = &[
-    "Ready",
-    "Attaching",
-    "Detaching",
-    "Reattaching",
-    "Pending",
-    "Error",
-    "Duplicate",
-    "Blocked",
-];
 
 #[cfg(test)]
 mod tests {

@@ -16,18 +16,12 @@ use testenv::TestEnv;
 use tokio::sync::OnceCell;
 
 pub const SUB: &str = "00000000-0000-0000-0000-000000000000";
-pub const VM1: &str =
-    "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/ml-rg/providers/Microsoft.Compute/virtualMachines/dsvm-1";
-pub const VM2: &str =
-    "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/ml-rg/providers/Microsoft.Compute/virtualMachines/dsvm-2";
-pub const HDI: &str =
-    "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/ml-rg/providers/Microsoft.HDInsight/clusters/spark-1";
-pub const BATCH: &str =
-    "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/ml-rg/providers/Microsoft.Batch/batchAccounts/batch1";
-pub const DBW: &str =
-    "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/ml-rg/providers/Microsoft.Databricks/workspaces/dbw-1";
-pub const ADLA: &str =
-    "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/ml-rg/providers/Microsoft.DataLakeAnalytics/accounts/adla1";
+pub const VM1: &str = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/ml-rg/providers/Microsoft.Compute/virtualMachines/dsvm-1";
+pub const VM2: &str = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/ml-rg/providers/Microsoft.Compute/virtualMachines/dsvm-2";
+pub const HDI: &str = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/ml-rg/providers/Microsoft.HDInsight/clusters/spark-1";
+pub const BATCH: &str = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/ml-rg/providers/Microsoft.Batch/batchAccounts/batch1";
+pub const DBW: &str = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/ml-rg/providers/Microsoft.Databricks/workspaces/dbw-1";
+pub const ADLA: &str = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/ml-rg/providers/Microsoft.DataLakeAnalytics/accounts/adla1";
 pub const VM_PASSWORD: &str = "Emulator-VM-Passw0rd";
 pub const HDI_PASSWORD: &str = "Emulator-HDI-Passw0rd";
 pub const DBX_TOKEN: &str = "dapi-emulator-0123456789abcdef";
@@ -45,15 +39,25 @@ fn repo() -> PathBuf {
 pub async fn install(env: &'static TestEnv) {
     INSTALLED
         .get_or_init(|| async {
-            env.apply_yaml(None, &format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {OPERATOR_NS}\n"))
-                .await
-                .expect("operator namespace");
-            let mut crds: Vec<_> = std::fs::read_dir(repo().join("crds")).unwrap().map(|e| e.unwrap().path()).collect();
+            env.apply_yaml(
+                None,
+                &format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {OPERATOR_NS}\n"),
+            )
+            .await
+            .expect("operator namespace");
+            let mut crds: Vec<_> = std::fs::read_dir(repo().join("crds"))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
             crds.sort();
             for crd in crds {
-                env.apply_file(None, &crd).await.unwrap_or_else(|e| panic!("{}: {e}", crd.display()));
+                env.apply_file(None, &crd)
+                    .await
+                    .unwrap_or_else(|e| panic!("{}: {e}", crd.display()));
             }
-            env.apply_file(None, repo().join("deploy/base/rbac.yaml")).await.expect("rbac");
+            env.apply_file(None, repo().join("deploy/base/rbac.yaml"))
+                .await
+                .expect("rbac");
         })
         .await;
 }
@@ -95,7 +99,10 @@ impl World {
     }
 
     pub async fn apply_in(&self, ns: &str, yaml: &str) -> Vec<DynamicObject> {
-        self.env.apply_yaml(Some(ns), yaml).await.unwrap_or_else(|e| panic!("apply failed: {e}\n{yaml}"))
+        self.env
+            .apply_yaml(Some(ns), yaml)
+            .await
+            .unwrap_or_else(|e| panic!("apply failed: {e}\n{yaml}"))
     }
 
     pub fn api<K>(&self) -> Api<K>
@@ -107,9 +114,15 @@ impl World {
 
     pub async fn delete<K>(&self, name: &str)
     where
-        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()> + Clone + DeserializeOwned + Debug,
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + DeserializeOwned
+            + Debug,
     {
-        self.api::<K>().delete(name, &DeleteParams::default()).await.expect("delete");
+        self.api::<K>()
+            .delete(name, &DeleteParams::default())
+            .await
+            .expect("delete");
     }
 
     /// ARM requests (not token requests) the emulator logged since the last clear.
@@ -117,7 +130,11 @@ impl World {
         let log = self.control.requests(None).await.expect("requests");
         log.entries
             .into_iter()
-            .filter(|e| !e.path.contains("/oauth2/") && !e.path.starts_with("/_emulator") && !e.path.starts_with("/metadata"))
+            .filter(|e| {
+                !e.path.contains("/oauth2/")
+                    && !e.path.starts_with("/_emulator")
+                    && !e.path.starts_with("/metadata")
+            })
             .collect()
     }
 
@@ -191,9 +208,20 @@ pub struct Operator {
 }
 
 impl Operator {
-    pub async fn start(world: &World, namespaces: &[&str], extra_env: &[(&str, &str)], resync: &str) -> Operator {
-        let kubeconfig = world.env.service_account_kubeconfig(OPERATOR_NS, OPERATOR_SA).await;
-        let log = world.env.dir().join(format!("{}.operator.log", world.env.unique_name(&world.ns)));
+    pub async fn start(
+        world: &World,
+        namespaces: &[&str],
+        extra_env: &[(&str, &str)],
+        resync: &str,
+    ) -> Operator {
+        let kubeconfig = world
+            .env
+            .service_account_kubeconfig(OPERATOR_NS, OPERATOR_SA)
+            .await;
+        let log = world
+            .env
+            .dir()
+            .join(format!("{}.operator.log", world.env.unique_name(&world.ns)));
         let out = std::fs::File::create(&log).expect("log file");
         let err = out.try_clone().expect("log file");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_azureml-attach"));
@@ -218,7 +246,10 @@ impl Operator {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("start operator");
-        Operator { child: Some(child), log }
+        Operator {
+            child: Some(child),
+            log,
+        }
     }
 
     pub fn logs(&self) -> String {
@@ -272,7 +303,13 @@ has_status!(
 
 /// Waits until the target's Ready reason is `reason`; panics with the last seen state and the
 /// operator's log on timeout.
-pub async fn wait_reason<K>(api: &Api<K>, name: &str, reason: &str, timeout: Duration, op: &Operator) -> (String, String, String)
+pub async fn wait_reason<K>(
+    api: &Api<K>,
+    name: &str,
+    reason: &str,
+    timeout: Duration,
+    op: &Operator,
+) -> (String, String, String)
 where
     K: Resource + Clone + DeserializeOwned + Debug + HasStatus,
 {
@@ -287,7 +324,10 @@ where
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    panic!("{name}: waited {timeout:?} for reason {reason}, last {last:?}\noperator log:\n{}", tail(&op.logs()));
+    panic!(
+        "{name}: waited {timeout:?} for reason {reason}, last {last:?}\noperator log:\n{}",
+        tail(&op.logs())
+    );
 }
 
 /// Waits until the object is gone.
@@ -302,7 +342,10 @@ where
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    panic!("{name}: still present after {timeout:?}\noperator log:\n{}", tail(&op.logs()));
+    panic!(
+        "{name}: still present after {timeout:?}\noperator log:\n{}",
+        tail(&op.logs())
+    );
 }
 
 pub fn tail(s: &str) -> String {

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use azureml_attach::api::{BatchTarget, DataLakeAnalyticsTarget, DatabricksTarget, HdInsightTarget, RemoteVmTarget};
+use azureml_attach::api::{
+    BatchTarget, DataLakeAnalyticsTarget, DatabricksTarget, HdInsightTarget, RemoteVmTarget,
+};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::ListParams;
@@ -83,10 +85,21 @@ async fn every_kind_attaches_to_ready_and_detaches_with_detach_only() {
     wait_reason(&w.api::<HdInsightTarget>(), "spark", "Attached", T, &op).await;
     wait_reason(&w.api::<BatchTarget>(), "batch", "Attached", T, &op).await;
     wait_reason(&w.api::<DatabricksTarget>(), "dbx", "Attached", T, &op).await;
-    wait_reason(&w.api::<DataLakeAnalyticsTarget>(), "adla", "Attached", T, &op).await;
+    wait_reason(
+        &w.api::<DataLakeAnalyticsTarget>(),
+        "adla",
+        "Attached",
+        T,
+        &op,
+    )
+    .await;
 
     let state = w.control.state().await.unwrap();
-    let mut names: Vec<_> = state.computes.iter().map(|c| (c.name.clone(), c.compute_type.clone())).collect();
+    let mut names: Vec<_> = state
+        .computes
+        .iter()
+        .map(|c| (c.name.clone(), c.compute_type.clone()))
+        .collect();
     names.sort();
     assert_eq!(
         names,
@@ -101,11 +114,22 @@ async fn every_kind_attaches_to_ready_and_detaches_with_detach_only() {
     let vm = w.api::<RemoteVmTarget>().get("gpu-dsvm").await.unwrap();
     let st = vm.status.unwrap();
     assert_eq!(st.provisioning_state.as_deref(), Some("Succeeded"));
-    assert!(st.compute_id.unwrap().ends_with("/workspaces/prod-workspace/computes/gpu-dsvm"));
+    assert!(
+        st.compute_id
+            .unwrap()
+            .ends_with("/workspaces/prod-workspace/computes/gpu-dsvm")
+    );
 
     // The connection Secret exists, is owned by the target, and holds the ids.
-    let conn = w.api::<Secret>().get("dbx-conn").await.expect("connection secret");
-    assert_eq!(conn.metadata.owner_references.unwrap()[0].kind, "DatabricksTarget");
+    let conn = w
+        .api::<Secret>()
+        .get("dbx-conn")
+        .await
+        .expect("connection secret");
+    assert_eq!(
+        conn.metadata.owner_references.unwrap()[0].kind,
+        "DatabricksTarget"
+    );
     assert!(conn.data.unwrap().contains_key("computeId"));
 
     w.delete::<RemoteVmTarget>("gpu-dsvm").await;
@@ -124,11 +148,21 @@ async fn every_kind_attaches_to_ready_and_detaches_with_detach_only() {
     let deletes: Vec<_> = reqs.iter().filter(|e| e.method == "DELETE").collect();
     assert_eq!(deletes.len(), 5, "{deletes:#?}");
     for d in deletes {
-        assert!(d.query.as_deref().unwrap_or("").contains("underlyingResourceAction=Detach"), "{d:?}");
+        assert!(
+            d.query
+                .as_deref()
+                .unwrap_or("")
+                .contains("underlyingResourceAction=Detach"),
+            "{d:?}"
+        );
     }
     let state = w.control.state().await.unwrap();
     assert!(state.computes.is_empty(), "{:?}", state.computes);
-    assert!(state.deleted_resources.is_empty(), "{:?}", state.deleted_resources);
+    assert!(
+        state.deleted_resources.is_empty(),
+        "{:?}",
+        state.deleted_resources
+    );
 
     // No secret value in the operator's log, in events, or in status.
     let logs = op.logs();
@@ -138,7 +172,10 @@ async fn every_kind_attaches_to_ready_and_detaches_with_detach_only() {
         assert!(!logs.contains(secret), "secret value in operator log");
         assert!(!events_text.contains(secret), "secret value in events");
     }
-    assert!(events_text.contains("Attached") && events_text.contains("Detached"), "{events_text}");
+    assert!(
+        events_text.contains("Attached") && events_text.contains("Detached"),
+        "{events_text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -147,7 +184,13 @@ async fn lifecycle_arm_calls_attach_ready_detach() {
     let op = w.operator().await;
     // Let the workspace reach Azure first, then count only the target's calls.
     let mut waited = 0;
-    while !w.arm_requests().await.iter().any(|e| e.operation.starts_with("Workspaces_Get")) && waited < 100 {
+    while !w
+        .arm_requests()
+        .await
+        .iter()
+        .any(|e| e.operation.starts_with("Workspaces_Get"))
+        && waited < 100
+    {
         tokio::time::sleep(Duration::from_millis(200)).await;
         waited += 1;
     }
@@ -158,7 +201,14 @@ async fn lifecycle_arm_calls_attach_ready_detach() {
     w.delete::<RemoteVmTarget>("count-vm").await;
     wait_gone(&w.api::<RemoteVmTarget>(), "count-vm", T, &op).await;
     let reqs = w.arm_requests().await;
-    let ops: Vec<String> = reqs.iter().map(|e| format!("{} {}", e.operation, e.status)).collect();
+    let ops: Vec<String> = reqs
+        .iter()
+        .map(|e| format!("{} {}", e.operation, e.status))
+        .collect();
     eprintln!("MEASURE lifecycle ARM calls: {} {:?}", ops.len(), ops);
-    assert!(ops.len() <= 6, "one attach->Ready->detach lifecycle took {} ARM calls: {ops:?}", ops.len());
+    assert!(
+        ops.len() <= 6,
+        "one attach->Ready->detach lifecycle took {} ARM calls: {ops:?}",
+        ops.len()
+    );
 }

@@ -3,5 +3,6 @@
 
 mod harness;
 mod lifecycle;
+mod measure;
 mod rules;
 mod validation;

@@ -32,7 +32,10 @@ fn vm_body(resource_id: &str) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rule3_adopts_an_existing_matching_attachment() {
     let w = World::new("e2e-adopt").await;
-    w.control.put_compute("prod-workspace", "adopted-vm", &vm_body(VM1)).await.unwrap();
+    w.control
+        .put_compute("prod-workspace", "adopted-vm", &vm_body(VM1))
+        .await
+        .unwrap();
     let op = w.operator().await;
     w.apply(&vm_yaml("adopted-vm", VM1, 22)).await;
     wait_reason(&w.api::<RemoteVmTarget>(), "adopted-vm", "Attached", T, &op).await;
@@ -43,17 +46,30 @@ async fn rule3_adopts_an_existing_matching_attachment() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rule3_compute_name_taken_is_reported_and_left_alone() {
     let w = World::new("e2e-taken").await;
-    w.control.put_compute("prod-workspace", "taken-vm", &vm_body(VM2)).await.unwrap();
+    w.control
+        .put_compute("prod-workspace", "taken-vm", &vm_body(VM2))
+        .await
+        .unwrap();
     let op = w.operator().await;
     w.apply(&vm_yaml("taken-vm", VM1, 22)).await;
-    let (_, _, msg) = wait_reason(&w.api::<RemoteVmTarget>(), "taken-vm", "ComputeNameTaken", T, &op).await;
+    let (_, _, msg) = wait_reason(
+        &w.api::<RemoteVmTarget>(),
+        "taken-vm",
+        "ComputeNameTaken",
+        T,
+        &op,
+    )
+    .await;
     assert!(msg.contains("computeName"), "{msg}");
     w.delete::<RemoteVmTarget>("taken-vm").await;
     wait_gone(&w.api::<RemoteVmTarget>(), "taken-vm", T, &op).await;
     let reqs = w.arm_requests().await;
     assert_eq!(count(&reqs, "PUT") + count(&reqs, "DELETE"), 0, "{reqs:#?}");
     let state = w.control.state().await.unwrap();
-    assert!(state.computes.iter().any(|c| c.name == "taken-vm"), "someone else's compute must stay");
+    assert!(
+        state.computes.iter().any(|c| c.name == "taken-vm"),
+        "someone else's compute must stay"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -70,7 +86,11 @@ async fn rule4_duplicate_attachment_across_namespaces_oldest_wins() {
     assert!(msg.contains(&w.ns) && msg.contains("first-vm"), "{msg}");
     tokio::time::sleep(Duration::from_secs(4)).await;
     let reqs = w.arm_requests().await;
-    assert_eq!(count(&reqs, "PUT"), 1, "the later claim causes no Azure write: {reqs:#?}");
+    assert_eq!(
+        count(&reqs, "PUT"),
+        1,
+        "the later claim causes no Azure write: {reqs:#?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -118,13 +138,22 @@ spec:
     wait_reason(&api, "no-workspace", "WorkspaceNotFound", T, &op).await;
     wait_reason(&api, "no-secret", "SecretNotFound", T, &op).await;
     let (_, _, msg) = wait_reason(&api, "no-key", "SecretKeyMissing", T, &op).await;
-    assert!(msg.contains("password") && msg.contains("no-password"), "{msg}");
+    assert!(
+        msg.contains("password") && msg.contains("no-password"),
+        "{msg}"
+    );
     w.control.clear_requests().await.unwrap();
     // Three resync periods.
     tokio::time::sleep(Duration::from_secs(9)).await;
     let reqs = w.arm_requests().await;
-    let ops: Vec<_> = reqs.iter().map(|e| format!("{} {}", e.operation, e.status)).collect();
-    eprintln!("MEASURE missing refs, 3 resyncs: {} ARM calls {ops:?}", ops.len());
+    let ops: Vec<_> = reqs
+        .iter()
+        .map(|e| format!("{} {}", e.operation, e.status))
+        .collect();
+    eprintln!(
+        "MEASURE missing refs, 3 resyncs: {} ARM calls {ops:?}",
+        ops.len()
+    );
     assert_eq!(count(&reqs, "PUT") + count(&reqs, "DELETE"), 0, "{ops:?}");
     assert!(reqs.len() <= 4, "no hot loop: {ops:?}");
 
@@ -140,9 +169,13 @@ async fn rule5_reattach_after_ssh_port_change_and_secret_rotation() {
     w.apply(&vm_yaml("re-vm", VM1, 22)).await;
     let api = w.api::<RemoteVmTarget>();
     wait_reason(&api, "re-vm", "Attached", T, &op).await;
-    api.patch("re-vm", &PatchParams::default(), &Patch::Merge(json!({"spec": {"sshPort": 2222}})))
-        .await
-        .unwrap();
+    api.patch(
+        "re-vm",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"sshPort": 2222}})),
+    )
+    .await
+    .unwrap();
     let start = Instant::now();
     loop {
         let state = w.control.state().await.unwrap();
@@ -150,26 +183,51 @@ async fn rule5_reattach_after_ssh_port_change_and_secret_rotation() {
             .computes
             .iter()
             .find(|c| c.name == "re-vm")
-            .and_then(|c| c.body.pointer("/properties/properties/sshPort").and_then(|p| p.as_i64()));
-        if port == Some(2222) && state.computes.iter().any(|c| c.name == "re-vm" && c.provisioning_state == "Succeeded") {
+            .and_then(|c| {
+                c.body
+                    .pointer("/properties/properties/sshPort")
+                    .and_then(|p| p.as_i64())
+            });
+        if port == Some(2222)
+            && state
+                .computes
+                .iter()
+                .any(|c| c.name == "re-vm" && c.provisioning_state == "Succeeded")
+        {
             break;
         }
-        assert!(start.elapsed() < T, "sshPort change never re-attached\n{}", tail(&op.logs()));
+        assert!(
+            start.elapsed() < T,
+            "sshPort change never re-attached\n{}",
+            tail(&op.logs())
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     wait_reason(&api, "re-vm", "Attached", T, &op).await;
     let reqs = w.arm_requests().await;
-    assert_eq!((count(&reqs, "PUT"), count(&reqs, "DELETE")), (2, 1), "detach then attach");
+    assert_eq!(
+        (count(&reqs, "PUT"), count(&reqs, "DELETE")),
+        (2, 1),
+        "detach then attach"
+    );
 
     // Rotate the Secret (same password, new resourceVersion): re-attach again.
     let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> = w.api();
     secrets
-        .patch("re-vm-ssh", &PatchParams::default(), &Patch::Merge(json!({"stringData": {"rotated": "1"}})))
+        .patch(
+            "re-vm-ssh",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"stringData": {"rotated": "1"}})),
+        )
         .await
         .unwrap();
     let start = Instant::now();
     while count(&w.arm_requests().await, "PUT") < 3 {
-        assert!(start.elapsed() < T, "Secret rotation never re-attached\n{}", tail(&op.logs()));
+        assert!(
+            start.elapsed() < T,
+            "Secret rotation never re-attached\n{}",
+            tail(&op.logs())
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     wait_reason(&api, "re-vm", "Attached", T, &op).await;
@@ -183,7 +241,10 @@ async fn rule7_drift_is_repaired_within_one_resync() {
     w.apply(&vm_yaml("drift-vm", VM1, 22)).await;
     let api = w.api::<RemoteVmTarget>();
     wait_reason(&api, "drift-vm", "Attached", T, &op).await;
-    w.control.delete_compute("prod-workspace", "drift-vm").await.unwrap();
+    w.control
+        .delete_compute("prod-workspace", "drift-vm")
+        .await
+        .unwrap();
     let start = Instant::now();
     loop {
         let state = w.control.state().await.unwrap();
@@ -191,7 +252,11 @@ async fn rule7_drift_is_repaired_within_one_resync() {
             break;
         }
         // One resync (3s) plus provisioning and scheduling slack.
-        assert!(start.elapsed() < Duration::from_secs(10), "drift not repaired\n{}", tail(&op.logs()));
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "drift not repaired\n{}",
+            tail(&op.logs())
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     wait_reason(&api, "drift-vm", "Attached", T, &op).await;
@@ -212,12 +277,19 @@ async fn rule6_restart_in_the_middle_of_a_long_attach_resumes_it() {
     let api = w.api::<RemoteVmTarget>();
     wait_reason(&api, "slow-vm", "Attaching", T, &op).await;
     let obj = api.get("slow-vm").await.unwrap();
-    assert!(obj.status.unwrap().operation.is_some(), "the operation is recorded in status");
+    assert!(
+        obj.status.unwrap().operation.is_some(),
+        "the operation is recorded in status"
+    );
     op.kill();
     let op2 = w.operator().await;
     wait_reason(&api, "slow-vm", "Attached", T, &op2).await;
     let reqs = w.arm_requests().await;
-    assert_eq!(count(&reqs, "PUT"), 1, "the restarted operator resumed (no second PUT)");
+    assert_eq!(
+        count(&reqs, "PUT"),
+        1,
+        "the restarted operator resumed (no second PUT)"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -241,12 +313,21 @@ async fn rule8_429_with_retry_after_is_honoured() {
     w.apply(&vm_yaml("throttled-vm", VM1, 22)).await;
     let api = w.api::<RemoteVmTarget>();
     wait_reason(&api, "throttled-vm", "Attached", T, &op).await;
-    let puts: Vec<_> = w.arm_requests().await.into_iter().filter(|e| e.method == "PUT").collect();
+    let puts: Vec<_> = w
+        .arm_requests()
+        .await
+        .into_iter()
+        .filter(|e| e.method == "PUT")
+        .collect();
     assert_eq!(puts.len(), 2, "{puts:#?}");
     assert_eq!(puts[0].status, 429);
     let t0 = chrono_like(&puts[0].timestamp);
     let t1 = chrono_like(&puts[1].timestamp);
-    assert!(t1 - t0 >= 3.9, "second PUT {:.1}s after the 429 (Retry-After 4)", t1 - t0);
+    assert!(
+        t1 - t0 >= 3.9,
+        "second PUT {:.1}s after the 429 (Retry-After 4)",
+        t1 - t0
+    );
 }
 
 /// Seconds since midnight from an RFC 3339 timestamp (enough for a difference within a test).
@@ -265,16 +346,23 @@ async fn rule1_orphan_releases_without_a_call() {
     w.apply(&vm_yaml("orphan-vm", VM1, 22)).await;
     let api = w.api::<RemoteVmTarget>();
     wait_reason(&api, "orphan-vm", "Attached", T, &op).await;
-    api.patch("orphan-vm", &PatchParams::default(), &Patch::Merge(json!({"spec": {"deletionPolicy": "Orphan"}})))
-        .await
-        .unwrap();
+    api.patch(
+        "orphan-vm",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"deletionPolicy": "Orphan"}})),
+    )
+    .await
+    .unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     w.delete::<RemoteVmTarget>("orphan-vm").await;
     wait_gone(&api, "orphan-vm", T, &op).await;
     let reqs = w.arm_requests().await;
     assert_eq!(count(&reqs, "DELETE"), 0);
     let state = w.control.state().await.unwrap();
-    assert!(state.computes.iter().any(|c| c.name == "orphan-vm"), "the attachment stays in Azure");
+    assert!(
+        state.computes.iter().any(|c| c.name == "orphan-vm"),
+        "the attachment stays in Azure"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -282,9 +370,17 @@ async fn workload_identity_with_a_federated_token_file_reaches_ready() {
     let w = World::new("e2e-wi").await;
     let token = w
         .env
-        .service_account_token(OPERATOR_NS, OPERATOR_SA, &["api://AzureADTokenExchange"], Duration::from_secs(3600))
+        .service_account_token(
+            OPERATOR_NS,
+            OPERATOR_SA,
+            &["api://AzureADTokenExchange"],
+            Duration::from_secs(3600),
+        )
         .await;
-    let file = w.env.dir().join(format!("{}.token", w.env.unique_name("wi")));
+    let file = w
+        .env
+        .dir()
+        .join(format!("{}.token", w.env.unique_name("wi")));
     std::fs::write(&file, token).unwrap();
     let file = file.to_string_lossy().to_string();
     let op = Operator::start(
@@ -317,5 +413,8 @@ spec:
     wait_reason(&w.api::<RemoteVmTarget>(), "wi-vm", "Attached", T, &op).await;
     let reqs = w.arm_requests().await;
     let put = reqs.iter().find(|e| e.method == "PUT").expect("a PUT");
-    assert_eq!(put.principal.as_deref(), Some("33333333-3333-3333-3333-333333333333"));
+    assert_eq!(
+        put.principal.as_deref(),
+        Some("33333333-3333-3333-3333-333333333333")
+    );
 }

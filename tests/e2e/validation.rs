@@ -20,13 +20,34 @@ async fn bad_manifests_are_refused_with_readable_messages() {
     let w = World::new("e2e-bad").await;
     let creds = "  credentials: {secretRef: {name: s}, passwordKey: password}\n";
 
-    let msg = refused(&w, &vm(&format!("  resourceId: /subscriptions/nope/virtualMachines/x\n{creds}"))).await;
-    assert!(msg.contains("spec.resourceId must be a virtual machine's ARM id"), "{msg}");
+    let msg = refused(
+        &w,
+        &vm(&format!(
+            "  resourceId: /subscriptions/nope/virtualMachines/x\n{creds}"
+        )),
+    )
+    .await;
+    assert!(
+        msg.contains("spec.resourceId must be a virtual machine's ARM id"),
+        "{msg}"
+    );
 
-    let msg = refused(&w, &vm(&format!("  computeName: dsvm-1\n  resourceId: {VM1}\n{creds}"))).await;
+    let msg = refused(
+        &w,
+        &vm(&format!(
+            "  computeName: dsvm-1\n  resourceId: {VM1}\n{creds}"
+        )),
+    )
+    .await;
     assert!(msg.contains("not end in -<digits>"), "{msg}");
 
-    let msg = refused(&w, &vm(&format!("  computeName: 9lives\n  resourceId: {VM1}\n{creds}"))).await;
+    let msg = refused(
+        &w,
+        &vm(&format!(
+            "  computeName: 9lives\n  resourceId: {VM1}\n{creds}"
+        )),
+    )
+    .await;
     assert!(msg.contains("start with a letter"), "{msg}");
 
     let msg = refused(
@@ -34,12 +55,23 @@ async fn bad_manifests_are_refused_with_readable_messages() {
         &vm(&format!("  resourceId: {VM1}\n  credentials: {{secretRef: {{name: s}}, passwordKey: p, privateKeyKey: k}}\n")),
     )
     .await;
-    assert!(msg.contains("exactly one of credentials.passwordKey"), "{msg}");
+    assert!(
+        msg.contains("exactly one of credentials.passwordKey"),
+        "{msg}"
+    );
 
-    let msg = refused(&w, &vm(&format!("  resourceId: {VM1}\n  sshPort: 0\n{creds}"))).await;
+    let msg = refused(
+        &w,
+        &vm(&format!("  resourceId: {VM1}\n  sshPort: 0\n{creds}")),
+    )
+    .await;
     assert!(msg.contains("sshPort"), "{msg}");
 
-    let msg = refused(&w, &vm(&format!("  resourceId: {VM1}\n  address: 1.2.3.4\n{creds}"))).await;
+    let msg = refused(
+        &w,
+        &vm(&format!("  resourceId: {VM1}\n  address: 1.2.3.4\n{creds}")),
+    )
+    .await;
     assert!(msg.contains("exactly one of spec.resourceId"), "{msg}");
 
     // metadata.name that is not a compute name needs spec.computeName.

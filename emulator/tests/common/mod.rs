@@ -46,7 +46,12 @@ pub async fn env_with(config: EmulatorConfig) -> Env {
     let http = emu.http_client().unwrap();
     let control = emu.control().unwrap();
     let token = control.default_token().await.unwrap();
-    Env { emu, http, control, token }
+    Env {
+        emu,
+        http,
+        control,
+        token,
+    }
 }
 
 pub async fn env() -> Env {
@@ -54,14 +59,22 @@ pub async fn env() -> Env {
 }
 
 pub fn ws_path() -> String {
-    format!("/subscriptions/{SUB}/resourceGroups/ml-rg/providers/Microsoft.MachineLearningServices/workspaces/prod-workspace")
+    format!(
+        "/subscriptions/{SUB}/resourceGroups/ml-rg/providers/Microsoft.MachineLearningServices/workspaces/prod-workspace"
+    )
 }
 
 pub fn compute_path(name: &str) -> String {
     format!("{}/computes/{name}", ws_path())
 }
 
-pub async fn send(http: &Client, method: Method, url: &str, token: Option<&str>, body: Option<&Value>) -> Resp {
+pub async fn send(
+    http: &Client,
+    method: Method,
+    url: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> Resp {
     let mut req = http.request(method, url);
     if let Some(t) = token {
         req = req.bearer_auth(t);
@@ -77,7 +90,12 @@ pub async fn into_resp(r: reqwest::Response) -> Resp {
     let headers = r.headers().clone();
     let text = r.text().await.unwrap_or_default();
     let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-    Resp { status, headers, body, text }
+    Resp {
+        status,
+        headers,
+        body,
+        text,
+    }
 }
 
 impl Env {
@@ -85,7 +103,14 @@ impl Env {
         format!("{}{path_and_query}", self.emu.base_url())
     }
     pub async fn arm(&self, method: Method, path_and_query: &str, body: Option<&Value>) -> Resp {
-        send(&self.http, method, &self.url(path_and_query), Some(&self.token), body).await
+        send(
+            &self.http,
+            method,
+            &self.url(path_and_query),
+            Some(&self.token),
+            body,
+        )
+        .await
     }
     pub async fn get(&self, path: &str) -> Resp {
         self.arm(Method::GET, &with_version(path), None).await

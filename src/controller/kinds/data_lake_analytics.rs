@@ -38,7 +38,10 @@ impl AttachTarget for DataLakeAnalyticsTarget {
         json!({ "resourceId": self.spec.resource_id })
     }
 
-    fn build_properties(&self, _secret: Option<&SecretData>) -> Result<Option<ComputeProperties>, BuildError> {
+    fn build_properties(
+        &self,
+        _secret: Option<&SecretData>,
+    ) -> Result<Option<ComputeProperties>, BuildError> {
         // The SDK sends only properties.resourceId for this type (CONTRACT §2, §8).
         Ok(None)
     }

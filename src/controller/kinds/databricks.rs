@@ -42,9 +42,13 @@ impl AttachTarget for DatabricksTarget {
         })
     }
 
-    fn build_properties(&self, secret: Option<&SecretData>) -> Result<Option<ComputeProperties>, BuildError> {
+    fn build_properties(
+        &self,
+        secret: Option<&SecretData>,
+    ) -> Result<Option<ComputeProperties>, BuildError> {
         let r = &self.spec.access_token_secret_ref;
-        let data = secret.ok_or_else(|| BuildError::InvalidSpec(format!("Secret {:?} was not read", r.name)))?;
+        let data = secret
+            .ok_or_else(|| BuildError::InvalidSpec(format!("Secret {:?} was not read", r.name)))?;
         Ok(Some(ComputeProperties::Databricks(DatabricksProperties {
             databricks_access_token: Some(data.text(&r.name, &r.key)?),
             workspace_url: self.spec.workspace_url.clone(),

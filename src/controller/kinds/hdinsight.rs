@@ -4,7 +4,9 @@ use serde_json::json;
 
 use crate::api::{HdInsightTarget, TargetStatus};
 use crate::azure::models::{ComputeProperties, ComputeType, HdInsightProperties};
-use crate::controller::target::{AttachTarget, BuildError, CommonSpec, SecretData, Underlying, ssh_account};
+use crate::controller::target::{
+    AttachTarget, BuildError, CommonSpec, SecretData, Underlying, ssh_account,
+};
 
 impl AttachTarget for HdInsightTarget {
     const KIND: &'static str = "HdInsightTarget";
@@ -43,7 +45,10 @@ impl AttachTarget for HdInsightTarget {
         })
     }
 
-    fn build_properties(&self, secret: Option<&SecretData>) -> Result<Option<ComputeProperties>, BuildError> {
+    fn build_properties(
+        &self,
+        secret: Option<&SecretData>,
+    ) -> Result<Option<ComputeProperties>, BuildError> {
         Ok(Some(ComputeProperties::HdInsight(HdInsightProperties {
             ssh_port: Some(self.spec.ssh_port),
             address: Some(self.spec.address.clone()),

@@ -4,7 +4,9 @@ use serde_json::json;
 
 use crate::api::{RemoteVmTarget, TargetStatus};
 use crate::azure::models::{ComputeProperties, ComputeType, VirtualMachineProperties};
-use crate::controller::target::{AttachTarget, BuildError, CommonSpec, SecretData, Underlying, ssh_account};
+use crate::controller::target::{
+    AttachTarget, BuildError, CommonSpec, SecretData, Underlying, ssh_account,
+};
 
 impl AttachTarget for RemoteVmTarget {
     const KIND: &'static str = "RemoteVmTarget";
@@ -47,16 +49,23 @@ impl AttachTarget for RemoteVmTarget {
         })
     }
 
-    fn build_properties(&self, secret: Option<&SecretData>) -> Result<Option<ComputeProperties>, BuildError> {
+    fn build_properties(
+        &self,
+        secret: Option<&SecretData>,
+    ) -> Result<Option<ComputeProperties>, BuildError> {
         if self.spec.resource_id.is_some() == self.spec.address.is_some() {
-            return Err(BuildError::InvalidSpec("set exactly one of spec.resourceId or spec.address".into()));
+            return Err(BuildError::InvalidSpec(
+                "set exactly one of spec.resourceId or spec.address".into(),
+            ));
         }
         // The SDK sends resourceId *or* address, never both (CONTRACT §2).
-        Ok(Some(ComputeProperties::VirtualMachine(VirtualMachineProperties {
-            ssh_port: Some(self.spec.ssh_port),
-            address: self.spec.address.clone(),
-            administrator_account: Some(ssh_account(&self.spec.credentials, secret)?),
-            ..Default::default()
-        })))
+        Ok(Some(ComputeProperties::VirtualMachine(
+            VirtualMachineProperties {
+                ssh_port: Some(self.spec.ssh_port),
+                address: self.spec.address.clone(),
+                administrator_account: Some(ssh_account(&self.spec.credentials, secret)?),
+                ..Default::default()
+            },
+        )))
     }
 }
