@@ -234,7 +234,7 @@ async fn walkthrough(
         ]),
     )?);
 
-    detach_one(env, &emulator, started)?;
+    detach_one(env, &emulator, started).await?;
 
     step(started, "kubectl get azureml -A");
     show(&run(
@@ -267,7 +267,11 @@ fn print_progress(states: &[TargetState]) {
 
 /// Deletes one target, waits for its finalizer (the detach), and shows from the emulator's
 /// records that the compute left the workspace while the VM itself still exists.
-fn detach_one(env: &TestEnv, emulator: &Emulator, started: Instant) -> Result<(), StackError> {
+async fn detach_one(
+    env: &TestEnv,
+    emulator: &Emulator,
+    started: Instant,
+) -> Result<(), StackError> {
     step(
         started,
         &format!(
@@ -287,7 +291,7 @@ fn detach_one(env: &TestEnv, emulator: &Emulator, started: Instant) -> Result<()
         ]),
     )?);
 
-    let state = stack::emulator_state(emulator)?;
+    let state = stack::emulator_state(emulator).await?;
     let computes: Vec<String> = state["computes"]
         .as_array()
         .into_iter()
@@ -315,7 +319,7 @@ fn detach_one(env: &TestEnv, emulator: &Emulator, started: Instant) -> Result<()
         },
         state["deletedResources"].as_array().map_or(0, Vec::len)
     );
-    if let Some(line) = detach_request(emulator)? {
+    if let Some(line) = detach_request(emulator).await? {
         println!("    emulator request log: {line}");
     }
     if still_attached || !vm_exists || vm_deleted {
@@ -344,8 +348,8 @@ fn json_mentions(value: &serde_json::Value, needle: &str) -> bool {
 }
 
 /// The emulator's log line for the DELETE of the detached compute, if it has one.
-fn detach_request(emulator: &Emulator) -> Result<Option<String>, StackError> {
-    let log = stack::emulator_requests(emulator)?;
+async fn detach_request(emulator: &Emulator) -> Result<Option<String>, StackError> {
+    let log = stack::emulator_requests(emulator).await?;
     Ok(log["entries"]
         .as_array()
         .into_iter()

@@ -583,6 +583,80 @@ fn kustomize_base_applies_and_passes_restricted() {
 }
 
 #[test]
+fn kustomize_workload_identity_overlay_is_accepted() {
+    let env = TestEnv::global();
+    let rendered = run_ok(
+        "kubectl kustomize deploy/overlays/aks-workload-identity",
+        kubectl(env)
+            .arg("kustomize")
+            .arg(repo().join("deploy/overlays/aks-workload-identity")),
+        None,
+    );
+    let docs = documents(&rendered);
+    let sa = find(&docs, "ServiceAccount");
+    assert!(sa["metadata"]["annotations"]["azure.workload.identity/client-id"].is_string());
+    let deployment = find(&docs, "Deployment");
+    assert_eq!(
+        deployment["spec"]["template"]["metadata"]["labels"]["azure.workload.identity/use"],
+        "true"
+    );
+    run_ok(
+        "server-side dry run of the overlay",
+        kubectl(env).args([
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--dry-run=server",
+            "--field-manager=packaging-test",
+            "-f",
+            "-",
+        ]),
+        Some(&rendered),
+    );
+}
+
+/// `helm install` and `helm uninstall` themselves (not only `helm template`) on the real API
+/// server: Helm's own checks, the CRDs in crds/, the release bookkeeping.
+#[test]
+fn helm_install_and_uninstall_work() {
+    let env = TestEnv::global();
+    let ns = restricted_namespace(env, "pkg-install");
+    let out = run_ok(
+        "helm install",
+        env.helm()
+            .args(["install", "pkg-install"])
+            .arg(chart())
+            .args(["--namespace", &ns, "--wait=false", "--timeout=120s"]),
+        None,
+    );
+    assert!(out.contains("STATUS: deployed"), "{out}");
+    run_ok(
+        "the installed Deployment",
+        kubectl(env).args([
+            "get",
+            "deployment",
+            "pkg-install-azureml-attach",
+            "-n",
+            &ns,
+            "-o",
+            "name",
+        ]),
+        None,
+    );
+    run_ok(
+        "helm uninstall",
+        env.helm().args([
+            "uninstall",
+            "pkg-install",
+            "--namespace",
+            &ns,
+            "--timeout=120s",
+        ]),
+        None,
+    );
+}
+
+#[test]
 fn crd_copies_in_chart_and_base_match_crds_dir() {
     let out = Command::new("bash")
         .arg(repo().join("hack/sync-crds.sh"))

@@ -12,6 +12,16 @@ use serde_json::json;
 
 const WS: &str = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/ml-rg/providers/Microsoft.MachineLearningServices/workspaces/prod-workspace";
 
+/// CPU seconds (user + system) used so far by a process (Linux, 100 ticks per second).
+fn cpu_secs(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
 fn env_num(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
@@ -28,6 +38,8 @@ async fn run(
     secs: u64,
     put: bool,
 ) -> f64 {
+    let server_pid = std::env::var("BENCH_SERVER_PID").ok();
+    let cpu_before = server_pid.as_deref().and_then(cpu_secs);
     let done = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(secs);
@@ -68,6 +80,17 @@ async fn run(
         "{label}: {n} requests in {elapsed:.2}s = {rate:.0} req/s (concurrency {concurrency}, errors {})",
         errors.load(Ordering::Relaxed)
     );
+    if let (Some(pid), Some(before)) = (server_pid.as_deref(), cpu_before)
+        && let Some(after) = cpu_secs(pid)
+        && n > 0
+    {
+        let per_req_us = (after - before) * 1e6 / n as f64;
+        println!(
+            "{label}: server CPU {:.2}s = {per_req_us:.0} us/request => {:.0} req/s per server core",
+            after - before,
+            1e6 / per_req_us
+        );
+    }
     rate
 }
 
@@ -77,11 +100,34 @@ fn main() {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let mut cfg = EmulatorConfig::default();
-        cfg.settings.throttling.enabled = false;
-        cfg.settings.provisioning_delay_ms = 0;
-        let emu = spawn(cfg).await.expect("spawn");
-        let control = emu.control().expect("control");
+        // BENCH_URL + BENCH_CA_FILE: load an emulator running as its own process (so its CPU time
+        // can be read from /proc); otherwise spawn one in this process.
+        let external = std::env::var("BENCH_URL").ok().zip(std::env::var("BENCH_CA_FILE").ok());
+        let mut _emu = None;
+        let (base, ca_pem) = match external {
+            Some((url, ca_file)) => (url, std::fs::read_to_string(ca_file).expect("ca file")),
+            None => {
+                let mut cfg = EmulatorConfig::default();
+                cfg.settings.throttling.enabled = false;
+                cfg.settings.provisioning_delay_ms = 0;
+                let emu = spawn(cfg).await.expect("spawn");
+                let pair = (emu.base_url().to_owned(), emu.ca_pem().to_owned());
+                _emu = Some(emu);
+                pair
+            }
+        };
+        let control = azureml_emulator::ControlClient::new(&base, &ca_pem).expect("control");
+        control
+            .update_config(&azureml_emulator::SettingsPatch {
+                provisioning_delay_ms: Some(0),
+                throttling: Some(azureml_emulator::config::ThrottlingPatch {
+                    enabled: Some(false),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .expect("config");
         for i in 0..1000 {
             control
                 .put_compute(
@@ -100,9 +146,11 @@ fn main() {
         // BENCH_HTTP2=1: four HTTP/2 connections.
         let http2 = std::env::var("BENCH_HTTP2").is_ok_and(|v| v == "1");
         let clients: Vec<reqwest::Client> = if http2 {
-            (0..4).map(|_| emu.http_client().expect("client")).collect()
+            (0..4)
+                .map(|_| azureml_emulator::https_client(&ca_pem).expect("client"))
+                .collect()
         } else {
-            let cert = reqwest::Certificate::from_pem(emu.ca_pem().as_bytes()).expect("ca");
+            let cert = reqwest::Certificate::from_pem(ca_pem.as_bytes()).expect("ca");
             vec![reqwest::Client::builder()
                 .tls_certs_only([cert])
                 .http1_only()
@@ -112,10 +160,10 @@ fn main() {
         };
         println!("protocol: {}", if http2 { "HTTP/2 (4 connections)" } else { "HTTP/1.1 (pooled)" });
         // Warm up connections.
-        run("warm-up GET", &clients, &token, emu.base_url(), concurrency, 1, false).await;
+        run("warm-up GET", &clients, &token, &base, concurrency, 1, false).await;
         control.clear_requests().await.expect("clear");
-        let get = run("GET compute", &clients, &token, emu.base_url(), concurrency, secs, false).await;
-        let put = run("PUT compute", &clients, &token, emu.base_url(), concurrency, secs, true).await;
+        let get = run("GET compute", &clients, &token, &base, concurrency, secs, false).await;
+        let put = run("PUT compute", &clients, &token, &base, concurrency, secs, true).await;
         let log = control.requests(Some(u64::MAX)).await.expect("log");
         println!("server counted: {:?}", log.counts);
         println!("RESULT get_per_sec={get:.0} put_per_sec={put:.0}");

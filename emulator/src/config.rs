@@ -536,3 +536,65 @@ impl Settings {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_yaml_is_the_default_world() {
+        assert_eq!(
+            EmulatorConfig::from_yaml("{}").unwrap(),
+            EmulatorConfig::default()
+        );
+    }
+
+    #[test]
+    fn partial_yaml_keeps_other_defaults() {
+        let c = EmulatorConfig::from_yaml(
+            "provisioningDelayMs: 10\nthrottling: {enabled: false}\nacceptBatch: false\n",
+        )
+        .unwrap();
+        assert_eq!(c.settings.provisioning_delay_ms, 10);
+        assert!(!c.settings.throttling.enabled);
+        assert_eq!(c.settings.throttling.reads.burst, 250);
+        assert!(!c.settings.accept_batch);
+        assert_eq!(c.resources, default_resources());
+    }
+
+    #[test]
+    fn resource_kinds() {
+        let kinds: Vec<ResourceKind> = default_resources()
+            .iter()
+            .map(|r| ResourceKind::of_id(&r.id))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ResourceKind::VirtualMachine,
+                ResourceKind::VirtualMachine,
+                ResourceKind::HdInsight,
+                ResourceKind::Batch,
+                ResourceKind::Databricks,
+                ResourceKind::DataLakeAnalytics
+            ]
+        );
+        assert_eq!(ResourceKind::of_id("/x"), ResourceKind::Other);
+    }
+
+    #[test]
+    fn settings_patch_applies_partially() {
+        let mut s = Settings::default();
+        s.apply(&SettingsPatch {
+            page_size: Some(0),
+            throttling: Some(ThrottlingPatch {
+                enabled: Some(false),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        assert_eq!(s.page_size, 1);
+        assert!(!s.throttling.enabled);
+        assert_eq!(s.provisioning_delay_ms, 1500);
+    }
+}

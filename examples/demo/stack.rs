@@ -2,7 +2,8 @@
 //!
 //! Shared by `make demo` (examples/demo.rs) and tests/packaging.rs (`#[path]` include), so the
 //! test proves exactly what the demo shows: the samples in deploy/samples/ reach Ready.
-//! Plain `std::process` and `kubectl`: what a person would type, and no second client to trust.
+//! Plain `std::process` and `kubectl`: what a person would type, and no second client to trust
+//! (reqwest only for the emulator's control API).
 
 use std::{
     fs::File,
@@ -255,36 +256,40 @@ pub fn start_emulator(bins: &Binaries, dir: &Path) -> Result<Emulator, StackErro
 }
 
 /// Reads `GET /_emulator/state` (computes, resources, deletedResources).
-pub fn emulator_state(emulator: &Emulator) -> Result<Value, StackError> {
-    emulator_get(emulator, "/_emulator/state")
+pub async fn emulator_state(emulator: &Emulator) -> Result<Value, StackError> {
+    emulator_get(emulator, "/_emulator/state").await
 }
 
 /// Reads `GET /_emulator/requests` (the request log).
-pub fn emulator_requests(emulator: &Emulator) -> Result<Value, StackError> {
-    emulator_get(emulator, "/_emulator/requests")
+pub async fn emulator_requests(emulator: &Emulator) -> Result<Value, StackError> {
+    emulator_get(emulator, "/_emulator/requests").await
 }
 
-/// A GET on the emulator's control API, trusting its CA (curl keeps this file free of a TLS stack).
-fn emulator_get(emulator: &Emulator, path: &str) -> Result<Value, StackError> {
+/// A GET on the emulator's control API, trusting only the emulator's CA.
+async fn emulator_get(emulator: &Emulator, path: &str) -> Result<Value, StackError> {
     let url = format!("{}{path}", emulator.url);
-    let body = run(
-        "reading the emulator's state",
-        Command::new("curl")
-            .args([
-                "--silent",
-                "--show-error",
-                "--fail",
-                "--max-time",
-                "20",
-                "--cacert",
-            ])
-            .arg(&emulator.ca_file)
-            .arg(&url),
-    )?;
-    serde_json::from_str(&body).map_err(|err| StackError::Parse {
-        what: url,
-        detail: err.to_string(),
-    })
+    let failed = |detail: String| StackError::Parse {
+        what: url.clone(),
+        detail,
+    };
+    let pem = std::fs::read(&emulator.ca_file)
+        .map_err(io_err(format!("reading {}", emulator.ca_file.display())))?;
+    // One rustls provider in the project: ring (already installed by testenv; harmless twice).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let ca = reqwest::Certificate::from_pem(&pem).map_err(|e| failed(e.to_string()))?;
+    let client = reqwest::Client::builder()
+        .tls_certs_only([ca])
+        .no_proxy()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .map_err(|e| failed(e.to_string()))?;
+    let response = client
+        .get(&url)
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(|e| failed(e.to_string()))?;
+    response.json().await.map_err(|e| failed(e.to_string()))
 }
 
 /// Applies the CRDs (crds/) and the operator's RBAC (deploy/base/rbac.yaml, with its namespace).

@@ -44,9 +44,15 @@ fn a_good_remote_vm_passes() {
 fn exactly_one_credential_form() {
     let mut spec = good_spec();
     spec["credentials"]["privateKeyKey"] = json!("privateKey");
-    refused(&vm("gpu-dsvm", spec.clone()), "exactly one of credentials.passwordKey");
+    refused(
+        &vm("gpu-dsvm", spec.clone()),
+        "exactly one of credentials.passwordKey",
+    );
     spec["credentials"] = json!({"secretRef": {"name": "ssh"}});
-    refused(&vm("gpu-dsvm", spec), "exactly one of credentials.passwordKey");
+    refused(
+        &vm("gpu-dsvm", spec),
+        "exactly one of credentials.passwordKey",
+    );
 }
 
 #[test]
@@ -68,7 +74,9 @@ fn azure_compute_name_rule() {
 #[test]
 fn arm_id_pattern_per_kind() {
     let mut spec = good_spec();
-    spec["resourceId"] = json!("/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/ml-rg/providers/Microsoft.Batch/batchAccounts/b");
+    spec["resourceId"] = json!(
+        "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/ml-rg/providers/Microsoft.Batch/batchAccounts/b"
+    );
     refused(&vm("gpu-dsvm", spec.clone()), "virtual machine's ARM id");
     // ARM ids are case-insensitive.
     spec["resourceId"] = json!(VM1.to_ascii_lowercase());
@@ -79,7 +87,10 @@ fn arm_id_pattern_per_kind() {
 fn resource_id_or_address_not_both() {
     let mut spec = good_spec();
     spec["address"] = json!("20.61.0.10");
-    refused(&vm("gpu-dsvm", spec.clone()), "exactly one of spec.resourceId");
+    refused(
+        &vm("gpu-dsvm", spec.clone()),
+        "exactly one of spec.resourceId",
+    );
     spec.as_object_mut().unwrap().remove("resourceId");
     validate_cel(&vm("gpu-dsvm", spec)).unwrap();
 }
@@ -136,13 +147,32 @@ fn workspace_credential_union() {
 fn crds_have_category_short_names_and_columns() {
     for crd in all_crds() {
         let names = &crd.spec.names;
-        assert_eq!(names.categories.as_deref(), Some(&["azureml".to_string()][..]), "{}", names.kind);
-        assert!(names.short_names.as_ref().is_some_and(|s| !s.is_empty()), "{}", names.kind);
-        let cols = crd.spec.versions[0].additional_printer_columns.as_ref().unwrap();
+        assert_eq!(
+            names.categories.as_deref(),
+            Some(&["azureml".to_string()][..]),
+            "{}",
+            names.kind
+        );
+        assert!(
+            names.short_names.as_ref().is_some_and(|s| !s.is_empty()),
+            "{}",
+            names.kind
+        );
+        let cols = crd.spec.versions[0]
+            .additional_printer_columns
+            .as_ref()
+            .unwrap();
         let col_names: Vec<_> = cols.iter().map(|c| c.name.as_str()).collect();
-        assert!(col_names.contains(&"Ready") && col_names.contains(&"Reason") && col_names.contains(&"Age"));
+        assert!(
+            col_names.contains(&"Ready")
+                && col_names.contains(&"Reason")
+                && col_names.contains(&"Age")
+        );
         if names.kind != "MLWorkspace" {
-            assert_eq!(col_names, ["Workspace", "Compute", "State", "Ready", "Reason", "Age"]);
+            assert_eq!(
+                col_names,
+                ["Workspace", "Compute", "State", "Ready", "Reason", "Age"]
+            );
         }
         assert_eq!(crd.spec.scope, "Namespaced");
     }

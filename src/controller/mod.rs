@@ -50,6 +50,7 @@ pub struct ControllerSettings {
 
 type Shutdown = Shared<BoxFuture<'static, ()>>;
 type Runner = BoxFuture<'static, ()>;
+type StateSource = Box<dyn Fn() -> Vec<String> + Send + Sync>;
 type Starter = Box<dyn FnOnce(Arc<Context>, Shutdown) -> Runner + Send>;
 
 fn api_for<K>(client: &Client, ns: Option<&str>) -> Api<K>
@@ -128,6 +129,8 @@ fn claim_source<K: AttachTarget>(store: Store<K>) -> ClaimSource {
 /// Builds and runs one kind's controllers; returns their claim sources and runners.
 struct Pending {
     claim_sources: Vec<ClaimSource>,
+    /// Per kind: the Ready reason of every object (for the `targets{kind,state}` gauge).
+    states: Vec<(&'static str, StateSource)>,
     starters: Vec<Starter>,
 }
 
@@ -140,7 +143,21 @@ impl Pending {
     ) {
         for ns in namespaces {
             let (controller, store) = target_controller::<K>(client, ns.as_deref(), settings);
-            self.claim_sources.push(claim_source(store));
+            self.claim_sources.push(claim_source(store.clone()));
+            self.states.push((
+                K::KIND,
+                Box::new(move || {
+                    store
+                        .state()
+                        .iter()
+                        .map(|o| {
+                            o.target_status()
+                                .and_then(|s| s.ready())
+                                .map_or_else(|| "Pending".to_owned(), |c| c.reason.clone())
+                        })
+                        .collect()
+                }),
+            ));
             self.starters.push(Box::new(move |ctx, shutdown| {
                 controller
                     .graceful_shutdown_on(shutdown)
@@ -173,6 +190,7 @@ pub async fn run(
     };
     let mut pending = Pending {
         claim_sources: Vec::new(),
+        states: Vec::new(),
         starters: Vec::new(),
     };
     pending.add::<RemoteVmTarget>(&client, &namespaces, &settings);
@@ -225,6 +243,23 @@ pub async fn run(
         pending.claim_sources,
     ));
 
+    let states = pending.states;
+    let gauge_metrics = ctx.metrics.clone();
+    let gauge_stop = shutdown.clone();
+    let gauges = async move {
+        let update = async {
+            loop {
+                tokio::time::sleep(Duration::from_secs(15)).await;
+                publish_target_states(&gauge_metrics, &states);
+            }
+        };
+        tokio::select! {
+            _ = update => {}
+            _ = gauge_stop => {}
+        }
+    }
+    .boxed();
+
     let mut runners: Vec<Runner> = pending
         .starters
         .into_iter()
@@ -239,5 +274,21 @@ pub async fn run(
                 .boxed(),
         );
     }
+    runners.push(gauges);
     futures::future::join_all(runners).await;
+}
+
+/// Sets `targets{kind,state}` from the stores (state = the Ready reason).
+fn publish_target_states(metrics: &Metrics, states: &[(&'static str, StateSource)]) {
+    let mut by_kind: std::collections::BTreeMap<&str, std::collections::BTreeMap<String, i64>> =
+        Default::default();
+    for (kind, source) in states {
+        let counts = by_kind.entry(kind).or_default();
+        for state in source() {
+            *counts.entry(state).or_default() += 1;
+        }
+    }
+    for (kind, counts) in &by_kind {
+        metrics.set_targets(kind, counts.iter().map(|(s, n)| (s.as_str(), *n)));
+    }
 }

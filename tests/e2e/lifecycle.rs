@@ -145,6 +145,12 @@ async fn every_kind_attaches_to_ready_and_detaches_with_detach_only() {
 
     // Rule 1: every DELETE said Detach, the emulator deleted no underlying resource.
     let reqs = w.arm_requests().await;
+    // The MLWorkspace's client secret (from a Secret) is the identity that attached.
+    let put = reqs.iter().find(|e| e.method == "PUT").expect("a PUT");
+    assert_eq!(
+        put.principal.as_deref(),
+        Some("22222222-2222-2222-2222-222222222222")
+    );
     let deletes: Vec<_> = reqs.iter().filter(|e| e.method == "DELETE").collect();
     assert_eq!(deletes.len(), 5, "{deletes:#?}");
     for d in deletes {

@@ -4,5 +4,6 @@
 mod harness;
 mod lifecycle;
 mod measure;
+mod ops;
 mod rules;
 mod validation;

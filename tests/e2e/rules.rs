@@ -418,3 +418,86 @@ spec:
         Some("33333333-3333-3333-3333-333333333333")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rule4_attachment_made_outside_kubernetes_under_another_name_is_reported() {
+    let w = World::new("e2e-outside").await;
+    w.control
+        .put_compute("prod-workspace", "portal-vm", &vm_body(VM2))
+        .await
+        .unwrap();
+    let op = w.operator().await;
+    w.apply(&vm_yaml("inside-vm", VM2, 22)).await;
+    let (_, _, msg) = wait_reason(
+        &w.api::<RemoteVmTarget>(),
+        "inside-vm",
+        "DuplicateAttachment",
+        T,
+        &op,
+    )
+    .await;
+    assert!(msg.contains("portal-vm"), "{msg}");
+    assert_eq!(count(&w.arm_requests().await, "PUT"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rule11_refused_compute_type_is_reported_and_not_retried() {
+    let w = World::new("e2e-refused").await;
+    w.control
+        .update_config(&SettingsPatch {
+            accept_batch: Some(false),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let op = w.operator().await;
+    w.apply(&format!(
+        "apiVersion: attach.azureml.io/v1alpha1\nkind: BatchTarget\nmetadata:\n  name: refused\nspec:\n  workspaceRef: {{name: prod-workspace}}\n  resourceId: {BATCH}\n"
+    ))
+    .await;
+    let api = w.api::<azureml_attach::api::BatchTarget>();
+    let (_, _, msg) = wait_reason(&api, "refused", "ComputeTypeRefused", T, &op).await;
+    assert!(msg.contains("Azure refused"), "{msg}");
+    // Three resync periods later: still exactly one PUT.
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    assert_eq!(
+        count(&w.arm_requests().await, "PUT"),
+        1,
+        "no retry of a refused type"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rule11_failed_provisioning_shows_every_error_and_is_not_retried() {
+    let w = World::new("e2e-failed").await;
+    let op = w.operator().await;
+    w.apply(&vm_yaml("wrong-pw", VM1, 22).replace(VM_PASSWORD, "not-the-password"))
+        .await;
+    let api = w.api::<RemoteVmTarget>();
+    let start = Instant::now();
+    let reason = loop {
+        if let Some((_, r, _)) = ready(&api, "wrong-pw").await
+            && (r == "ProvisioningFailed" || r == "InvalidSpec" || r == "CredentialRejected")
+        {
+            break r;
+        }
+        assert!(
+            start.elapsed() < T,
+            "no failure reported\n{}",
+            tail(&op.logs())
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    eprintln!("wrong VM password reported as {reason}");
+    let status = api.get("wrong-pw").await.unwrap().status.unwrap();
+    if reason == "ProvisioningFailed" {
+        assert!(!status.provisioning_errors.is_empty(), "{status:?}");
+    }
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    assert_eq!(
+        count(&w.arm_requests().await, "PUT"),
+        1,
+        "a failed configuration is not PUT again"
+    );
+    assert!(!op.logs().contains("not-the-password"));
+}
