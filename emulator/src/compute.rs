@@ -128,9 +128,11 @@ pub fn evaluate(
             return ev;
         }
     };
+    // For Databricks the "address" is the workspace URL.
     ev.address = address
         .map(str::to_owned)
-        .or_else(|| resource.address.clone());
+        .or_else(|| resource.address.clone())
+        .or_else(|| resource.workspace_url.clone());
     ev.vm_size = resource.vm_size.as_ref().map(|s| s.to_ascii_uppercase());
     ev.failure = check_credentials(compute_type, body, resource);
     ev
@@ -245,6 +247,13 @@ pub fn compute_body(
             rec.address.clone().map_or(Value::Null, Value::String),
         );
         inner.entry("sshPort").or_insert(json!(22));
+    }
+    if rec.compute_type == "Databricks"
+        && let Some(url) = &rec.address
+    {
+        inner
+            .entry("workspaceUrl")
+            .or_insert_with(|| Value::String(url.clone()));
     }
     if rec.compute_type == "VirtualMachine" {
         inner.insert(

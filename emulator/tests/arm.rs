@@ -263,6 +263,11 @@ async fn attach_every_default_world_kind() {
         let r = e.wait_op(op).await;
         assert_eq!(r.body["status"], "Succeeded", "{name}: {}", r.text);
     }
+    let g = e.get(&compute_path("dbw-one")).await;
+    assert_eq!(
+        g.body["properties"]["properties"],
+        json!({"databricksAccessToken": null, "workspaceUrl": "adb-1234567890123456.7.azuredatabricks.net"})
+    );
     // Wrong Databricks token fails.
     let r = e
         .put(
@@ -816,4 +821,61 @@ async fn concurrent_puts_keep_state_consistent() {
         assert_eq!(t.await.unwrap(), StatusCode::CREATED);
     }
     assert_eq!(e.control.state().await.unwrap().computes.len(), 20);
+}
+
+/// Replace a random node of `v` with a value of a random JSON type.
+fn mutate(v: &mut Value, rng: &mut fastrand::Rng) {
+    let replacement = match rng.u8(0..7) {
+        0 => Value::Null,
+        1 => json!(rng.i64(..)),
+        2 => json!(rng.f64()),
+        3 => json!("x".repeat(rng.usize(0..40))),
+        4 => json!([1, "a", null]),
+        5 => json!({"unexpected": {"deep": [true]}}),
+        _ => json!(rng.bool()),
+    };
+    match v {
+        Value::Object(m) if !m.is_empty() && rng.u8(0..4) != 0 => {
+            let keys: Vec<String> = m.keys().cloned().collect();
+            let k = &keys[rng.usize(0..keys.len())];
+            mutate(m.get_mut(k).unwrap(), rng);
+        }
+        Value::Array(a) if !a.is_empty() && rng.bool() => {
+            let i = rng.usize(0..a.len());
+            mutate(&mut a[i], rng);
+        }
+        other => *other = replacement,
+    }
+}
+
+#[tokio::test]
+async fn mutated_bodies_never_break_the_server() {
+    let e = env().await;
+    let mut rng = fastrand::Rng::with_seed(7);
+    let base = vm_body(VM1, "Emulator-VM-Passw0rd");
+    for i in 0..150 {
+        let mut body = base.clone();
+        for _ in 0..rng.usize(1..4) {
+            mutate(&mut body, &mut rng);
+        }
+        let r = e.put(&compute_path(&format!("fuzz{}", i % 5)), &body).await;
+        assert!(
+            r.status == StatusCode::CREATED || r.status.is_client_error(),
+            "{body} -> {} {}",
+            r.status,
+            r.text
+        );
+        if r.status.is_client_error() {
+            assert!(r.body["error"]["code"].is_string(), "{}", r.text);
+        }
+    }
+    // Still serving, and every stored compute renders.
+    assert_eq!(e.get(&ws_path()).await.status, StatusCode::OK);
+    let list = e.get(&format!("{}/computes", ws_path())).await;
+    assert_eq!(list.status, StatusCode::OK);
+    let state = e.control.state().await.unwrap();
+    assert_eq!(
+        state.computes.len(),
+        list.body["value"].as_array().unwrap().len()
+    );
 }

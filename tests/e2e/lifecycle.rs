@@ -187,7 +187,8 @@ async fn every_kind_attaches_to_ready_and_detaches_with_detach_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lifecycle_arm_calls_attach_ready_detach() {
     let w = World::new("e2e-count").await;
-    let op = w.operator().await;
+    // A resync longer than the lifecycle, so the count is this target's own calls.
+    let op = Operator::start(&w, &[&w.ns], &[], "60s").await;
     // Let the workspace reach Azure first, then count only the target's calls.
     let mut waited = 0;
     while !w

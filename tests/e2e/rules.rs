@@ -501,3 +501,82 @@ async fn rule11_failed_provisioning_shows_every_error_and_is_not_retried() {
     );
     assert!(!op.logs().contains("not-the-password"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rule9_missing_workspace_blocks_detach_until_orphan_releases_it() {
+    let w = World::new("e2e-wedge").await;
+    let op = w.operator().await;
+    w.apply(&vm_yaml("wedge-vm", VM1, 22)).await;
+    let api = w.api::<RemoteVmTarget>();
+    wait_reason(&api, "wedge-vm", "Attached", T, &op).await;
+    w.delete::<azureml_attach::api::MLWorkspace>("prod-workspace")
+        .await;
+    w.delete::<RemoteVmTarget>("wedge-vm").await;
+    let (_, _, msg) = wait_reason(&api, "wedge-vm", "WorkspaceNotFound", T, &op).await;
+    assert!(
+        msg.contains("deletionPolicy: Orphan"),
+        "the message says how to get out: {msg}"
+    );
+    api.patch(
+        "wedge-vm",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"deletionPolicy": "Orphan"}})),
+    )
+    .await
+    .unwrap();
+    wait_gone(&api, "wedge-vm", T, &op).await;
+    assert_eq!(count(&w.arm_requests().await, "DELETE"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_client_secret_is_reported_on_the_workspace_and_its_targets() {
+    let w = World::new("e2e-badcred").await;
+    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> = w.api();
+    secrets
+        .patch(
+            "prod-workspace-sp",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"stringData": {"clientSecret": "wrong-secret"}})),
+        )
+        .await
+        .unwrap();
+    let op = w.operator().await;
+    w.apply(&vm_yaml("cred-vm", VM1, 22)).await;
+    let wsapi = w.api::<azureml_attach::api::MLWorkspace>();
+    let start = Instant::now();
+    loop {
+        let ws = wsapi.get("prod-workspace").await.unwrap();
+        let reason = ws
+            .status
+            .and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "Ready"))
+            .map(|c| c.reason);
+        if reason.as_deref() == Some("CredentialRejected") {
+            break;
+        }
+        assert!(
+            start.elapsed() < T,
+            "workspace reason {reason:?}\n{}",
+            tail(&op.logs())
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    wait_reason(
+        &w.api::<RemoteVmTarget>(),
+        "cred-vm",
+        "WorkspaceNotReady",
+        T,
+        &op,
+    )
+    .await;
+    assert!(!op.logs().contains("wrong-secret") && !op.logs().contains(CLIENT_SECRET));
+    // Fixing the Secret heals both (the Secret's metadata watch triggers the workspace).
+    secrets
+        .patch(
+            "prod-workspace-sp",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"stringData": {"clientSecret": CLIENT_SECRET}})),
+        )
+        .await
+        .unwrap();
+    wait_reason(&w.api::<RemoteVmTarget>(), "cred-vm", "Attached", T, &op).await;
+}

@@ -96,3 +96,57 @@ async fn bad_manifests_are_refused_with_readable_messages() {
     let msg = refused(&w, &vm(&format!("  resourceId: {VM2}\n{creds}"))).await;
     assert!(msg.contains("spec.resourceId is immutable"), "{msg}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_get_azureml_lists_every_kind_and_explain_is_useful() {
+    let w = World::new("e2e-kubectl").await;
+    w.apply(&vm(&format!(
+        "  resourceId: {VM1}\n  credentials: {{secretRef: {{name: s}}, passwordKey: password}}\n"
+    )))
+    .await;
+    w.apply(&format!(
+        "apiVersion: attach.azureml.io/v1alpha1\nkind: BatchTarget\nmetadata:\n  name: some-batch\nspec:\n  workspaceRef: {{name: prod-workspace}}\n  resourceId: {BATCH}\n"
+    ))
+    .await;
+    let out = w
+        .env
+        .kubectl()
+        .args(["get", "azureml", "-n", &w.ns])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for needle in [
+        "remotevmtarget.attach.azureml.io/bad-vm",
+        "batchtarget.attach.azureml.io/some-batch",
+        "mlworkspace.attach.azureml.io/prod-workspace",
+    ] {
+        assert!(text.contains(needle), "{needle} missing in\n{text}");
+    }
+    let out = w
+        .env
+        .kubectl()
+        .args(["get", "rvm", "-n", &w.ns])
+        .output()
+        .unwrap();
+    let header = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    for col in ["WORKSPACE", "COMPUTE", "STATE", "READY", "REASON", "AGE"] {
+        assert!(header.contains(col), "{col} missing in {header}");
+    }
+    let out = w
+        .env
+        .kubectl()
+        .args(["explain", "remotevmtarget.spec.sshPort"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("SSH port"), "{text}");
+}
