@@ -41,7 +41,7 @@ pub struct BatchTargetSpec {
     )]
     #[schemars(length(max = 24))]
     pub compute_name: Option<String>,
-    /// ARM id of the a Batch account: /subscriptions/<subscription id>/resourceGroups/<group>/providers/Microsoft.Batch/batchAccounts/<name>.
+    /// ARM id of a Batch account: /subscriptions/<subscription id>/resourceGroups/<group>/providers/Microsoft.Batch/batchAccounts/<name>.
     /// Immutable: a different resource is a different attachment.
     #[x_kube(
         validation = Rule::new("self.matches('(?i)^/subscriptions/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/resourcegroups/[^/]{1,90}/providers/microsoft[.]batch/batchaccounts/[^/]{1,80}$')").message("spec.resourceId must be the ARM id of a Batch account: /subscriptions/<subscription id>/resourceGroups/<group>/providers/Microsoft.Batch/batchAccounts/<name>"),

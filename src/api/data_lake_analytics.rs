@@ -40,7 +40,7 @@ pub struct DataLakeAnalyticsTargetSpec {
     )]
     #[schemars(length(max = 24))]
     pub compute_name: Option<String>,
-    /// ARM id of the a Data Lake Analytics account: /subscriptions/<subscription id>/resourceGroups/<group>/providers/Microsoft.DataLakeAnalytics/accounts/<name>.
+    /// ARM id of a Data Lake Analytics account: /subscriptions/<subscription id>/resourceGroups/<group>/providers/Microsoft.DataLakeAnalytics/accounts/<name>.
     /// Immutable: a different resource is a different attachment.
     #[x_kube(
         validation = Rule::new("self.matches('(?i)^/subscriptions/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/resourcegroups/[^/]{1,90}/providers/microsoft[.]datalakeanalytics/accounts/[^/]{1,80}$')").message("spec.resourceId must be the ARM id of a Data Lake Analytics account: /subscriptions/<subscription id>/resourceGroups/<group>/providers/Microsoft.DataLakeAnalytics/accounts/<name>"),

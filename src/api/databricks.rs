@@ -42,7 +42,7 @@ pub struct DatabricksTargetSpec {
     )]
     #[schemars(length(max = 24))]
     pub compute_name: Option<String>,
-    /// ARM id of the a Databricks workspace: /subscriptions/<subscription id>/resourceGroups/<group>/providers/Microsoft.Databricks/workspaces/<name>.
+    /// ARM id of a Databricks workspace: /subscriptions/<subscription id>/resourceGroups/<group>/providers/Microsoft.Databricks/workspaces/<name>.
     /// Immutable: a different resource is a different attachment.
     #[x_kube(
         validation = Rule::new("self.matches('(?i)^/subscriptions/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/resourcegroups/[^/]{1,90}/providers/microsoft[.]databricks/workspaces/[^/]{1,80}$')").message("spec.resourceId must be the ARM id of a Databricks workspace: /subscriptions/<subscription id>/resourceGroups/<group>/providers/Microsoft.Databricks/workspaces/<name>"),

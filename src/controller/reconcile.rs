@@ -64,7 +64,16 @@ pub async fn reconcile<K: AttachTarget>(obj: Arc<K>, ctx: Arc<Context>) -> Resul
         }
     })
     .await
-    .map_err(|e| Error::Finalizer(Box::new(e)));
+    .or_else(|e| match e {
+        // A second cleanup pass from a stale cache entry: the first one already removed the
+        // finalizer and the object is gone, which is exactly the outcome we wanted.
+        kube::runtime::finalizer::Error::RemoveFinalizer(kube::Error::Api(status))
+            if status.is_not_found() =>
+        {
+            Ok(Action::await_change())
+        }
+        other => Err(Error::Finalizer(Box::new(other))),
+    });
     let ok = result.is_ok() || matches!(&result, Err(e) if e.is_in_progress());
     ctx.metrics
         .reconcile_finished(K::KIND, ok, started.elapsed());
