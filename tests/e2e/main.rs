@@ -4,6 +4,7 @@
 mod harness;
 mod lifecycle;
 mod measure;
+mod memory;
 mod ops;
 mod rules;
 mod validation;
