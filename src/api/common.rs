@@ -14,6 +14,9 @@ pub const VERSION: &str = "v1alpha1";
 pub const FIELD_MANAGER: &str = "azureml-attach";
 /// Finalizer that guards the Azure attachment of a target.
 pub const FINALIZER: &str = "attach.azureml.io/detach";
+/// Finalizer that keeps an `MLWorkspace` while targets still reference it (rule 9): they need
+/// it to detach.
+pub const WORKSPACE_FINALIZER: &str = "attach.azureml.io/in-use";
 
 /// Azure's compute-name rule without the negative lookahead (RE2 has none): 3-24 characters,
 /// a letter first, then letters, digits and `-`. The "not ending in -<digits>" half is a CEL rule.

@@ -12,6 +12,7 @@ pub mod databricks;
 pub mod hdinsight;
 #[allow(clippy::duplicated_attributes)]
 pub mod remote_vm;
+mod target;
 #[allow(clippy::duplicated_attributes)]
 pub mod workspace;
 

@@ -43,9 +43,39 @@ pub enum Reason {
     AzureError,
     /// The MLWorkspace reached Azure.
     Reached,
+    /// The MLWorkspace is being deleted and waits until no target references it (rule 9):
+    /// its targets still need it to detach.
+    InUse,
 }
 
 impl Reason {
+    /// Every reason, in documentation order.
+    pub const ALL: [Reason; 18] = [
+        Reason::Attached,
+        Reason::Attaching,
+        Reason::Detaching,
+        Reason::Reattaching,
+        Reason::WorkspaceNotFound,
+        Reason::WorkspaceNotReady,
+        Reason::SecretNotFound,
+        Reason::SecretKeyMissing,
+        Reason::CredentialRejected,
+        Reason::ComputeNameTaken,
+        Reason::DuplicateAttachment,
+        Reason::ProvisioningFailed,
+        Reason::ComputeTypeRefused,
+        Reason::InvalidSpec,
+        Reason::Throttled,
+        Reason::AzureError,
+        Reason::Reached,
+        Reason::InUse,
+    ];
+
+    /// Parses a reason written earlier (the wire form of [`Reason::as_str`]).
+    pub fn parse(s: &str) -> Option<Reason> {
+        Self::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
     /// CamelCase wire form.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -66,6 +96,7 @@ impl Reason {
             Reason::Throttled => "Throttled",
             Reason::AzureError => "AzureError",
             Reason::Reached => "Reached",
+            Reason::InUse => "InUse",
         }
     }
 
@@ -129,6 +160,19 @@ pub fn set_condition(conditions: &mut Vec<Condition>, condition: Condition) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_reason_round_trips_and_is_documented() {
+        let docs = include_str!("../../docs/reference/conditions.md");
+        for r in Reason::ALL {
+            assert_eq!(Reason::parse(r.as_str()), Some(r));
+            assert!(
+                docs.contains(&format!("`{}`", r.as_str())),
+                "{r} is missing from docs/reference/conditions.md"
+            );
+        }
+        assert_eq!(Reason::parse("NoSuchReason"), None);
+    }
 
     fn t(secs: i64) -> Time {
         Time(k8s_openapi::jiff::Timestamp::from_second(secs).unwrap())

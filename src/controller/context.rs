@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::channel::mpsc::UnboundedSender;
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::events::{Event, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -49,7 +50,11 @@ pub struct Context {
     written_status: Mutex<HashMap<String, TargetStatus>>,
     workspaces: Vec<Store<MLWorkspace>>,
     claim_sources: Vec<ClaimSource>,
+    workspace_triggers: Vec<WorkspaceTrigger>,
 }
+
+/// Wakes one MLWorkspace controller: the namespace it watches (`None`: all) and its channel.
+pub type WorkspaceTrigger = (Option<String>, UnboundedSender<ObjectRef<MLWorkspace>>);
 
 /// Why no ARM client could be made for a workspace.
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +96,7 @@ impl Context {
         resync: Duration,
         workspaces: Vec<Store<MLWorkspace>>,
         claim_sources: Vec<ClaimSource>,
+        workspace_triggers: Vec<WorkspaceTrigger>,
     ) -> Self {
         let reporter = Reporter {
             controller: "azureml-attach".to_owned(),
@@ -110,6 +116,25 @@ impl Context {
             written_status: Mutex::default(),
             workspaces,
             claim_sources,
+            workspace_triggers,
+        }
+    }
+
+    /// A target of `workspace` released its finalizer: if that MLWorkspace is being deleted
+    /// (it waits for its targets, rule 9), reconcile it now instead of at its next requeue.
+    pub fn target_released(&self, namespace: &str, workspace: &str) {
+        let Some(ws) = self.workspace(namespace, workspace) else {
+            return;
+        };
+        if ws.metadata.deletion_timestamp.is_none() {
+            return;
+        }
+        let key = ObjectRef::from_obj(ws.as_ref());
+        for (ns, tx) in &self.workspace_triggers {
+            if ns.as_deref().is_none_or(|n| n == namespace) {
+                // A closed channel means that controller stopped (shutdown): nothing to wake.
+                let _ = tx.unbounded_send(key.clone());
+            }
         }
     }
 
@@ -238,6 +263,23 @@ impl Context {
         self.lock_connections()
             .insert(key, (fingerprint, client.clone()));
         Ok(client)
+    }
+
+    /// Like [`Context::arm_for`], for a detach: when the client-secret Secret is gone (e.g.
+    /// `kubectl delete -f dir/` removed it together with the workspace and its targets), the
+    /// last connection made while it existed is still used. Only a detach gets this: nothing
+    /// new is ever attached with a credential whose Secret was deleted.
+    pub async fn arm_for_detach(&self, ws: &MLWorkspace) -> Result<ArmClient, ConnectError> {
+        match self.arm_for(ws).await {
+            Err(ConnectError::SecretNotFound(name)) => {
+                let key = (ws.namespace().unwrap_or_default(), ws.name_any());
+                self.lock_connections()
+                    .get(&key)
+                    .map(|(_, client)| client.clone())
+                    .ok_or(ConnectError::SecretNotFound(name))
+            }
+            other => other,
+        }
     }
 
     fn lock_connections(

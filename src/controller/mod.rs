@@ -201,12 +201,18 @@ pub async fn run(
 
     let mut workspace_controllers = Vec::new();
     let mut workspace_stores = Vec::new();
+    let mut workspace_triggers = Vec::new();
     for ns in &namespaces {
+        // Woken when a target releases its finalizer, so a workspace being deleted (waiting
+        // for its targets, rule 9) goes as soon as the last one does; no extra watches.
+        let (trigger, released) = futures::channel::mpsc::unbounded();
+        workspace_triggers.push((ns.clone(), trigger));
         let controller = Controller::new(
             api_for::<MLWorkspace>(&client, ns.as_deref()),
             watcher::Config::default(),
         )
-        .with_config(ControllerConfig::default().concurrency(settings.concurrency));
+        .with_config(ControllerConfig::default().concurrency(settings.concurrency))
+        .reconcile_on(released);
         let store = controller.store();
         let by_secret = store.clone();
         let controller =
@@ -241,6 +247,7 @@ pub async fn run(
         settings.resync,
         workspace_stores,
         pending.claim_sources,
+        workspace_triggers,
     ));
 
     let states = pending.states;

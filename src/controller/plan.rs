@@ -232,7 +232,7 @@ pub fn plan(o: &Observed<'_>) -> Decision {
                 let previous = o.status.ready();
                 return Decision::Report {
                     reason: previous
-                        .and_then(|c| reason_from_str(&c.reason))
+                        .and_then(|c| Reason::parse(&c.reason))
                         .filter(|r| r.is_permanent())
                         .unwrap_or(Reason::InvalidSpec),
                     message: previous.map(|c| c.message.clone()).unwrap_or_default(),
@@ -300,32 +300,6 @@ fn report(reason: Reason, message: impl Into<String>) -> Decision {
         reason,
         message: message.into(),
     }
-}
-
-/// Parses a reason written earlier.
-pub fn reason_from_str(s: &str) -> Option<Reason> {
-    use Reason::*;
-    [
-        Attached,
-        Attaching,
-        Detaching,
-        Reattaching,
-        WorkspaceNotFound,
-        WorkspaceNotReady,
-        SecretNotFound,
-        SecretKeyMissing,
-        CredentialRejected,
-        ComputeNameTaken,
-        DuplicateAttachment,
-        ProvisioningFailed,
-        ComputeTypeRefused,
-        InvalidSpec,
-        Throttled,
-        AzureError,
-        Reached,
-    ]
-    .into_iter()
-    .find(|r| r.as_str() == s)
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::ByteString;
@@ -47,6 +48,8 @@ pub async fn reconcile<K: AttachTarget>(obj: Arc<K>, ctx: Arc<Context>) -> Resul
     let started = Instant::now();
     let ns = obj.namespace().ok_or(Error::MissingNamespace)?;
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
+    let workspace = obj.common().workspace_ref.name.clone();
+    let released = AtomicBool::new(false);
     let result = finalizer(&api, FINALIZER, obj, |event| async {
         match event {
             FinalizerEvent::Apply(o) => reconcile_inner(o.as_ref(), &ctx, false)
@@ -56,6 +59,7 @@ pub async fn reconcile<K: AttachTarget>(obj: Arc<K>, ctx: Arc<Context>) -> Resul
                 let step = reconcile_inner(o.as_ref(), &ctx, true).await?;
                 // Ok from a cleanup removes the finalizer, so "not done yet" travels as an error.
                 if step.done {
+                    released.store(true, Ordering::Relaxed);
                     Ok(step.action)
                 } else {
                     Err(Error::InProgress(step.requeue))
@@ -74,6 +78,10 @@ pub async fn reconcile<K: AttachTarget>(obj: Arc<K>, ctx: Arc<Context>) -> Resul
         }
         other => Err(Error::Finalizer(Box::new(other))),
     });
+    if result.is_ok() && released.load(Ordering::Relaxed) {
+        // The finalizer is gone: a workspace being deleted may be waiting for exactly this.
+        ctx.target_released(&ns, &workspace);
+    }
     let ok = result.is_ok() || matches!(&result, Err(e) if e.is_in_progress());
     ctx.metrics
         .reconcile_finished(K::KIND, ok, started.elapsed());
@@ -158,7 +166,7 @@ impl<K: AttachTarget> Pass<'_, K> {
     async fn run(&mut self) -> Result<Step, Error> {
         let common = self.obj.common();
         let ws_obj = self.ctx.workspace(&self.ns, &common.workspace_ref.name);
-        let workspace = workspace_state(ws_obj.as_deref());
+        let workspace = workspace_state(ws_obj.as_deref(), self.deleting);
         let claim = self.claim_state();
         let (secret, secret_rv) = self.secret_state().await?;
         let desired_hash = config_hash::<K>(self.obj, secret_rv.as_deref());
@@ -195,7 +203,12 @@ impl<K: AttachTarget> Pass<'_, K> {
                         .await);
                 }
             };
-            let arm = match self.ctx.arm_for(&ws).await {
+            let connection = if self.deleting {
+                self.ctx.arm_for_detach(&ws).await
+            } else {
+                self.ctx.arm_for(&ws).await
+            };
+            let arm = match connection {
                 Ok(a) => a,
                 Err(e) => return Ok(self.connect_failed(e).await),
             };
@@ -910,8 +923,10 @@ fn poll_delay(retry_after: Option<Duration>) -> Duration {
         .clamp(Duration::from_secs(1), Duration::from_secs(120))
 }
 
-/// What planning needs to know about the workspace object.
-fn workspace_state(ws: Option<&MLWorkspace>) -> WorkspaceState {
+/// What planning needs to know about the workspace object. `deleting` is the target's own
+/// state: a workspace being deleted (`InUse`, rule 9) refuses new work but still serves the
+/// detach of a target that is itself being deleted, if it ever reached Azure.
+fn workspace_state(ws: Option<&MLWorkspace>, deleting: bool) -> WorkspaceState {
     let Some(ws) = ws else {
         return WorkspaceState::Missing;
     };
@@ -919,12 +934,12 @@ fn workspace_state(ws: Option<&MLWorkspace>) -> WorkspaceState {
         .status
         .as_ref()
         .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"));
+    let located = ws.status.as_ref().is_some_and(|s| s.location.is_some());
+    let in_use = ws.metadata.deletion_timestamp.is_some()
+        && ready.is_some_and(|c| c.reason == Reason::InUse.as_str());
     match ready {
-        Some(c)
-            if c.status == "True" && ws.status.as_ref().is_some_and(|s| s.location.is_some()) =>
-        {
-            WorkspaceState::Ready
-        }
+        Some(c) if c.status == "True" && located => WorkspaceState::Ready,
+        Some(_) if deleting && in_use && located => WorkspaceState::Ready,
         Some(c) => WorkspaceState::NotReady {
             reason: c.reason.clone(),
             message: c.message.clone(),
@@ -1012,5 +1027,68 @@ fn synthetic_compute<K: AttachTarget>(obj: &K, name: &str, state: &str) -> Compu
         name: Some(name.to_owned()),
         properties: Some(compute),
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{Condition, MLWorkspaceStatus};
+
+    fn workspace(reason: &str, status: &str, deleting: bool) -> MLWorkspace {
+        let mut ws: MLWorkspace = serde_json::from_value(json!({
+            "apiVersion": "attach.azureml.io/v1alpha1",
+            "kind": "MLWorkspace",
+            "metadata": {"name": "w", "namespace": "n"},
+            "spec": {
+                "subscriptionId": "00000000-0000-0000-0000-000000000000",
+                "resourceGroup": "rg",
+                "workspaceName": "ws",
+                "credential": {"type": "Default"}
+            }
+        }))
+        .unwrap();
+        ws.status = Some(MLWorkspaceStatus {
+            conditions: vec![Condition {
+                type_: "Ready".into(),
+                status: status.into(),
+                reason: reason.into(),
+                message: "m".into(),
+                last_transition_time: None,
+                observed_generation: None,
+            }],
+            location: Some("westeurope".into()),
+            ..Default::default()
+        });
+        if deleting {
+            ws.metadata.deletion_timestamp = Some(now());
+        }
+        ws
+    }
+
+    #[test]
+    fn rule9_a_workspace_in_use_serves_only_targets_being_deleted() {
+        let ws = workspace("InUse", "False", true);
+        assert_eq!(workspace_state(Some(&ws), true), WorkspaceState::Ready);
+        assert!(
+            matches!(workspace_state(Some(&ws), false), WorkspaceState::NotReady { reason, .. } if reason == "InUse"),
+            "no new attachments to a workspace being deleted"
+        );
+        let ready = workspace("Reached", "True", true);
+        assert_eq!(workspace_state(Some(&ready), true), WorkspaceState::Ready);
+        let broken = workspace("CredentialRejected", "False", true);
+        assert!(matches!(
+            workspace_state(Some(&broken), true),
+            WorkspaceState::NotReady { .. }
+        ));
+        let mut never_reached = workspace("InUse", "False", true);
+        if let Some(s) = never_reached.status.as_mut() {
+            s.location = None;
+        }
+        assert!(matches!(
+            workspace_state(Some(&never_reached), true),
+            WorkspaceState::NotReady { .. }
+        ));
+        assert_eq!(workspace_state(None, true), WorkspaceState::Missing);
     }
 }

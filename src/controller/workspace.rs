@@ -7,29 +7,157 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Patch, PatchParams};
+use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
-use crate::api::{FIELD_MANAGER, MLWorkspace, MLWorkspaceStatus};
+use crate::api::{
+    BatchTarget, DataLakeAnalyticsTarget, DatabricksTarget, FIELD_MANAGER, HdInsightTarget,
+    MLWorkspace, MLWorkspaceStatus, RemoteVmTarget, WORKSPACE_FINALIZER,
+};
 use crate::azure::ArmErrorKind;
 use crate::controller::conditions::{Reason, ready_condition, set_condition};
 use crate::controller::context::{ConnectError, Context, workspace_ref};
 use crate::controller::error::{Error, chain};
+use crate::controller::target::AttachTarget;
 
 const KIND: &str = "MLWorkspace";
 /// Re-check interval of a reachable workspace.
 const HEALTHY_RECHECK: Duration = Duration::from_secs(3600);
 
-/// Reconciles one MLWorkspace.
+/// Re-check interval of a workspace being deleted while targets still reference it (a
+/// target releasing its finalizer also wakes it at once).
+const IN_USE_RECHECK: Duration = Duration::from_secs(20);
+/// How many referencing targets the `InUse` message names.
+const IN_USE_NAMED: usize = 3;
+
+/// Reconciles one MLWorkspace. Its finalizer keeps it while any target references it
+/// (rule 9): those targets need it to detach.
 #[tracing::instrument(skip_all, fields(kind = KIND, namespace = ws.namespace().unwrap_or_default(), name = ws.name_any()))]
 pub async fn reconcile(ws: Arc<MLWorkspace>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
-    let result = reconcile_inner(&ws, &ctx).await;
-    ctx.metrics
-        .reconcile_finished(KIND, result.is_ok(), started.elapsed());
+    let ns = ws.namespace().ok_or(Error::MissingNamespace)?;
+    let api: Api<MLWorkspace> = Api::namespaced(ctx.client.clone(), &ns);
+    let result = finalizer(&api, WORKSPACE_FINALIZER, ws, |event| async {
+        match event {
+            FinalizerEvent::Apply(ws) => reconcile_inner(&ws, &ctx).await,
+            FinalizerEvent::Cleanup(ws) => cleanup(&ws, &ctx).await,
+        }
+    })
+    .await
+    .or_else(|e| match e {
+        // A second cleanup pass from a stale cache entry: already released and gone.
+        kube::runtime::finalizer::Error::RemoveFinalizer(kube::Error::Api(status))
+            if status.is_not_found() =>
+        {
+            Ok(Action::await_change())
+        }
+        other => Err(Error::Finalizer(Box::new(other))),
+    });
+    let ok = result.is_ok() || matches!(&result, Err(e) if e.is_in_progress());
+    ctx.metrics.reconcile_finished(KIND, ok, started.elapsed());
     result
+}
+
+/// Deletion: wait while any target in the namespace references this workspace, then release.
+async fn cleanup(ws: &MLWorkspace, ctx: &Context) -> Result<Action, Error> {
+    let ns = ws.namespace().ok_or(Error::MissingNamespace)?;
+    let name = ws.name_any();
+    // A live LIST, not the reflector stores: right after a target's finalizer is removed the
+    // stores can still show it, and at start-up they can still be empty.
+    let mut users = Vec::new();
+    users_of::<RemoteVmTarget>(ctx, &ns, &name, &mut users).await?;
+    users_of::<HdInsightTarget>(ctx, &ns, &name, &mut users).await?;
+    users_of::<BatchTarget>(ctx, &ns, &name, &mut users).await?;
+    users_of::<DatabricksTarget>(ctx, &ns, &name, &mut users).await?;
+    users_of::<DataLakeAnalyticsTarget>(ctx, &ns, &name, &mut users).await?;
+    if users.is_empty() {
+        ctx.event(
+            ws,
+            false,
+            "Released",
+            "no target references this MLWorkspace any more".to_owned(),
+        )
+        .await;
+        return Ok(Action::await_change());
+    }
+    let message = in_use_message(&users);
+    let old = ws.status.clone().unwrap_or_default();
+    let mut status = old.clone();
+    let previous = old.conditions.iter().find(|c| c.type_ == "Ready").cloned();
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    set_condition(
+        &mut status.conditions,
+        ready_condition(
+            previous.as_ref(),
+            Reason::InUse,
+            message.clone(),
+            ws.meta().generation,
+            now,
+        ),
+    );
+    if previous
+        .as_ref()
+        .is_none_or(|p| p.reason != Reason::InUse.as_str())
+    {
+        ctx.event(ws, false, Reason::InUse.as_str(), message).await;
+    }
+    if status != old {
+        write_status(ws, ctx, &ns, &status).await?;
+    }
+    // Ok from a cleanup removes the finalizer, so "still in use" travels as an error.
+    Err(Error::InProgress(IN_USE_RECHECK))
+}
+
+/// Appends `Kind name` of every `K` in `ns` whose `spec.workspaceRef.name` is `workspace`.
+async fn users_of<K: AttachTarget>(
+    ctx: &Context,
+    ns: &str,
+    workspace: &str,
+    out: &mut Vec<String>,
+) -> Result<(), Error> {
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
+    let list = api
+        .list(&ListParams::default())
+        .await
+        .map_err(Error::Kube)?;
+    out.extend(
+        list.items
+            .iter()
+            .filter(|t| t.common().workspace_ref.name == workspace)
+            .map(|t| format!("{} {}", K::KIND, t.name_any())),
+    );
+    Ok(())
+}
+
+/// The `InUse` message: the count and the first few referencing targets, sorted so that the
+/// same set of targets always gives the same message (no status churn).
+pub fn in_use_message(users: &[String]) -> String {
+    let mut sorted: Vec<&str> = users.iter().map(String::as_str).collect();
+    sorted.sort_unstable();
+    let named = sorted
+        .iter()
+        .take(IN_USE_NAMED)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
+    let more = sorted.len().saturating_sub(IN_USE_NAMED);
+    let (noun, verb) = if sorted.len() == 1 {
+        ("target", "references")
+    } else {
+        ("targets", "reference")
+    };
+    let tail = if more > 0 {
+        format!(" and {more} more")
+    } else {
+        String::new()
+    };
+    format!(
+        "being deleted; waiting for {} {noun} that still {verb} it to detach: {named}{tail}",
+        sorted.len()
+    )
 }
 
 async fn reconcile_inner(ws: &MLWorkspace, ctx: &Context) -> Result<Action, Error> {
@@ -158,7 +286,37 @@ async fn write_status(
 
 /// `error_policy` of the workspace controller.
 pub fn error_policy(ws: Arc<MLWorkspace>, error: &Error, ctx: Arc<Context>) -> Action {
+    if let Some(d) = error.in_progress() {
+        return Action::requeue(d);
+    }
     tracing::warn!(name = ws.name_any(), error = %chain(error), "workspace reconcile failed");
     ctx.metrics.reconcile_error(KIND, error.metric_label());
     Action::requeue(error.retry_delay())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rule9_in_use_message_names_a_few_targets_and_the_count() {
+        let one = in_use_message(&["RemoteVmTarget vm-a".to_owned()]);
+        assert_eq!(
+            one,
+            "being deleted; waiting for 1 target that still references it to detach: RemoteVmTarget vm-a"
+        );
+        let users: Vec<String> = ["d", "b", "e", "a", "c"]
+            .iter()
+            .map(|n| format!("BatchTarget {n}"))
+            .collect();
+        let msg = in_use_message(&users);
+        assert!(msg.contains("waiting for 5 targets"), "{msg}");
+        assert!(
+            msg.ends_with("BatchTarget a, BatchTarget b, BatchTarget c and 2 more"),
+            "{msg}"
+        );
+        let mut reversed = users.clone();
+        reversed.reverse();
+        assert_eq!(in_use_message(&reversed), msg, "order-independent");
+    }
 }

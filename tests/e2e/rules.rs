@@ -509,8 +509,20 @@ async fn rule9_missing_workspace_blocks_detach_until_orphan_releases_it() {
     w.apply(&vm_yaml("wedge-vm", VM1, 22)).await;
     let api = w.api::<RemoteVmTarget>();
     wait_reason(&api, "wedge-vm", "Attached", T, &op).await;
+    // A workspace waits for its targets (rule 9), so "missing" now takes someone forcing it
+    // away: delete it and strip its finalizer.
+    let wsapi = w.api::<azureml_attach::api::MLWorkspace>();
     w.delete::<azureml_attach::api::MLWorkspace>("prod-workspace")
         .await;
+    wsapi
+        .patch(
+            "prod-workspace",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+        )
+        .await
+        .unwrap();
+    wait_gone(&wsapi, "prod-workspace", T, &op).await;
     w.delete::<RemoteVmTarget>("wedge-vm").await;
     let (_, _, msg) = wait_reason(&api, "wedge-vm", "WorkspaceNotFound", T, &op).await;
     assert!(
@@ -579,4 +591,118 @@ async fn wrong_client_secret_is_reported_on_the_workspace_and_its_targets() {
         .await
         .unwrap();
     wait_reason(&w.api::<RemoteVmTarget>(), "cred-vm", "Attached", T, &op).await;
+}
+
+/// The workspace's Ready (reason, message) and whether it is being deleted.
+async fn workspace_ready(
+    api: &kube::Api<azureml_attach::api::MLWorkspace>,
+    name: &str,
+) -> Option<(String, String, bool)> {
+    let ws = api.get_opt(name).await.ok()??;
+    let deleting = ws.metadata.deletion_timestamp.is_some();
+    let c = ws
+        .status?
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Ready")?;
+    Some((c.reason, c.message, deleting))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rule9_workspace_waits_for_its_targets() {
+    use azureml_attach::api::MLWorkspace;
+    let w = World::new("e2e-inuse").await;
+    let op = w.operator().await;
+    w.apply(&vm_yaml("user-vm", VM1, 22)).await;
+    let api = w.api::<RemoteVmTarget>();
+    let wsapi = w.api::<MLWorkspace>();
+    wait_reason(&api, "user-vm", "Attached", T, &op).await;
+
+    // Deleting the workspace first: it stays, saying which target holds it.
+    w.delete::<MLWorkspace>("prod-workspace").await;
+    let start = Instant::now();
+    let message = loop {
+        let seen = workspace_ready(&wsapi, "prod-workspace").await;
+        if let Some((reason, message, deleting)) = &seen
+            && reason == "InUse"
+        {
+            assert!(deleting, "InUse only while being deleted");
+            break message.clone();
+        }
+        assert!(
+            start.elapsed() < T,
+            "workspace never reported InUse: {seen:?}\n{}",
+            tail(&op.logs())
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert!(
+        message.contains("1 target") && message.contains("RemoteVmTarget user-vm"),
+        "{message}"
+    );
+    // Still there a while later (it does not give up on its own).
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(wsapi.get_opt("prod-workspace").await.unwrap().is_some());
+
+    // Deleting the target detaches it through the workspace being deleted; then both go.
+    w.delete::<RemoteVmTarget>("user-vm").await;
+    wait_gone(&api, "user-vm", T, &op).await;
+    wait_gone(&wsapi, "prod-workspace", Duration::from_secs(15), &op).await;
+    let deletes: Vec<_> = w
+        .arm_requests()
+        .await
+        .into_iter()
+        .filter(|e| e.method == "DELETE")
+        .collect();
+    assert_eq!(deletes.len(), 1, "{deletes:#?}");
+    assert!(
+        deletes[0].path.ends_with("/computes/user-vm"),
+        "{deletes:?}"
+    );
+    assert!(
+        deletes[0]
+            .query
+            .as_deref()
+            .unwrap_or("")
+            .contains("underlyingResourceAction=Detach"),
+        "{deletes:?}"
+    );
+
+    // `kubectl delete -f` of a workspace, its Secret, a target and its Secret at once.
+    let yaml = format!(
+        "{}---\n{}",
+        workspace_yaml("prod-workspace"),
+        vm_yaml("pair-vm", VM2, 22)
+    );
+    w.apply(&yaml).await;
+    wait_reason(&api, "pair-vm", "Attached", T, &op).await;
+    let file = w
+        .env
+        .dir()
+        .join(format!("{}.yaml", w.env.unique_name("inuse")));
+    std::fs::write(&file, &yaml).unwrap();
+    let out = w
+        .env
+        .kubectl()
+        .args(["delete", "-n", &w.ns, "--wait=true", "--timeout=60s", "-f"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "kubectl delete: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        tail(&op.logs())
+    );
+    wait_gone(&api, "pair-vm", Duration::from_secs(5), &op).await;
+    wait_gone(&wsapi, "prod-workspace", Duration::from_secs(5), &op).await;
+    let reqs = w.arm_requests().await;
+    assert_eq!(count(&reqs, "DELETE"), 2, "pair-vm detached too");
+    let state = w.control.state().await.unwrap();
+    assert!(state.computes.is_empty(), "{:?}", state.computes);
+    assert!(
+        state.deleted_resources.is_empty(),
+        "no underlying resource deleted: {:?}",
+        state.deleted_resources
+    );
 }
