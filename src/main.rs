@@ -64,6 +64,10 @@ struct RunArgs {
     /// Comma-separated namespaces to watch (default: all).
     #[arg(long, env = "WATCH_NAMESPACES", value_delimiter = ',')]
     watch_namespaces: Vec<String>,
+    /// Comma-separated namespaces whose MLWorkspaces may use the operator's own identity
+    /// (`credential.type: Default`); default: every namespace.
+    #[arg(long, env = "DEFAULT_CREDENTIAL_NAMESPACES", value_delimiter = ',')]
+    default_credential_namespaces: Vec<String>,
     /// Address of the admin server (/healthz, /readyz, /metrics).
     #[arg(long, env = "ADMIN_ADDR", default_value = "0.0.0.0:8080")]
     admin_addr: SocketAddr,
@@ -257,6 +261,12 @@ fn settings(args: &RunArgs) -> ControllerSettings {
             .cloned()
             .collect(),
         concurrency: args.concurrency.max(1),
+        default_credential_namespaces: args
+            .default_credential_namespaces
+            .iter()
+            .map(|n| n.trim().to_owned())
+            .filter(|n| !n.is_empty())
+            .collect(),
     }
 }
 

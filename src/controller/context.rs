@@ -51,6 +51,9 @@ pub struct Context {
     workspaces: Vec<Store<MLWorkspace>>,
     claim_sources: Vec<ClaimSource>,
     workspace_triggers: Vec<WorkspaceTrigger>,
+    /// Namespaces allowed to use the operator's own identity (`credential.type: Default`);
+    /// empty means every namespace.
+    default_credential_namespaces: Vec<String>,
 }
 
 /// Wakes one MLWorkspace controller: the namespace it watches (`None`: all) and its channel.
@@ -117,6 +120,7 @@ impl Context {
             workspaces,
             claim_sources,
             workspace_triggers,
+            default_credential_namespaces: Vec::new(),
         }
     }
 
@@ -136,6 +140,13 @@ impl Context {
                 let _ = tx.unbounded_send(key.clone());
             }
         }
+    }
+
+    /// Restricts `credential.type: Default` (the operator's own identity) to these namespaces;
+    /// empty keeps it open to every namespace.
+    pub fn with_default_credential_namespaces(mut self, namespaces: Vec<String>) -> Self {
+        self.default_credential_namespaces = namespaces;
+        self
     }
 
     /// The freshest known status of the object `uid`: ours if we wrote one, else `from_store`.
@@ -213,6 +224,12 @@ impl Context {
     /// An ARM client for `ws`, cached while its spec and client-secret Secret are unchanged.
     pub async fn arm_for(&self, ws: &MLWorkspace) -> Result<ArmClient, ConnectError> {
         let ns = ws.namespace().unwrap_or_default();
+        default_credential_allowed(
+            ws.spec.credential.type_,
+            &ns,
+            &self.default_credential_namespaces,
+        )
+        .map_err(ConnectError::InvalidSpec)?;
         let key = (ns.clone(), ws.name_any());
         let secret_ref = ws
             .spec
@@ -351,6 +368,27 @@ pub fn workspace_ref(ws: &MLWorkspace) -> WorkspaceRef {
     )
 }
 
+/// Whether a workspace in `namespace` may use `credential` given the operator's allow-list for
+/// its own identity (empty = every namespace). The operator's identity is shared by the whole
+/// cluster, so a platform team can keep it to the namespaces it trusts.
+pub fn default_credential_allowed(
+    credential: CredentialType,
+    namespace: &str,
+    allowed: &[String],
+) -> Result<(), String> {
+    if credential != CredentialType::Default
+        || allowed.is_empty()
+        || allowed.iter().any(|n| n == namespace)
+    {
+        return Ok(());
+    }
+    Err(format!(
+        "namespace {namespace:?} may not use the operator's own identity (credential.type Default): \
+         use WorkloadIdentity, ClientSecret or ManagedIdentity, or ask the operator's admins to add \
+         the namespace to --default-credential-namespaces"
+    ))
+}
+
 /// The credential an MLWorkspace asks for.
 pub fn credential_spec(ws: &MLWorkspace) -> CredentialSpec {
     let c = &ws.spec.credential;
@@ -379,5 +417,31 @@ pub fn credential_spec(ws: &MLWorkspace) -> CredentialSpec {
                 .and_then(|m| m.client_id.clone())
                 .map(ManagedIdentityId::ClientId),
         },
+    }
+}
+
+#[cfg(test)]
+mod default_credential_tests {
+    use super::*;
+
+    #[test]
+    fn default_credential_is_open_unless_restricted() {
+        let none: Vec<String> = Vec::new();
+        let team_a = vec!["team-a".to_owned()];
+        assert!(default_credential_allowed(CredentialType::Default, "x", &none).is_ok());
+        assert!(default_credential_allowed(CredentialType::Default, "team-a", &team_a).is_ok());
+        let refused = default_credential_allowed(CredentialType::Default, "team-b", &team_a)
+            .expect_err("team-b is not listed");
+        assert!(
+            refused.contains("--default-credential-namespaces"),
+            "{refused}"
+        );
+        // Credentials a namespace brings itself are never restricted.
+        assert!(
+            default_credential_allowed(CredentialType::ClientSecret, "team-b", &team_a).is_ok()
+        );
+        assert!(
+            default_credential_allowed(CredentialType::WorkloadIdentity, "team-b", &team_a).is_ok()
+        );
     }
 }

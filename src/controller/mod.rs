@@ -46,6 +46,8 @@ pub struct ControllerSettings {
     pub namespaces: Vec<String>,
     /// Parallel reconciles per controller.
     pub concurrency: u16,
+    /// Namespaces allowed to use the operator's own identity; empty means all.
+    pub default_credential_namespaces: Vec<String>,
 }
 
 type Shutdown = Shared<BoxFuture<'static, ()>>;
@@ -238,17 +240,20 @@ pub async fn run(
 
     let credentials = CredentialFactory::new(&azure);
     let throttle = Arc::new(Throttle::new(azure.throttle));
-    let ctx = Arc::new(Context::new(
-        client,
-        azure,
-        credentials,
-        throttle,
-        metrics,
-        settings.resync,
-        workspace_stores,
-        pending.claim_sources,
-        workspace_triggers,
-    ));
+    let ctx = Arc::new(
+        Context::new(
+            client,
+            azure,
+            credentials,
+            throttle,
+            metrics,
+            settings.resync,
+            workspace_stores,
+            pending.claim_sources,
+            workspace_triggers,
+        )
+        .with_default_credential_namespaces(settings.default_credential_namespaces.clone()),
+    );
 
     let states = pending.states;
     let gauge_metrics = ctx.metrics.clone();

@@ -2,6 +2,7 @@
 //! process under deploy/base/rbac.yaml. Test names name the rule they prove.
 
 mod harness;
+mod identity;
 mod lifecycle;
 mod measure;
 mod memory;
