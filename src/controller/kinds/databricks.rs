@@ -2,9 +2,9 @@
 
 use serde_json::json;
 
-use crate::api::{DatabricksTarget, TargetStatus};
+use crate::api::DatabricksTarget;
 use crate::azure::models::{ComputeProperties, ComputeType, DatabricksProperties};
-use crate::controller::target::{AttachTarget, BuildError, CommonSpec, SecretData, Underlying};
+use crate::controller::target::{AttachTarget, BuildError, SecretData, Underlying};
 
 impl AttachTarget for DatabricksTarget {
     const KIND: &'static str = "DatabricksTarget";
@@ -13,18 +13,7 @@ impl AttachTarget for DatabricksTarget {
         ComputeType::Databricks
     }
 
-    fn common(&self) -> CommonSpec<'_> {
-        CommonSpec {
-            workspace_ref: &self.spec.workspace_ref,
-            compute_name: self.spec.compute_name.as_deref(),
-            deletion_policy: self.spec.deletion_policy,
-            write_connection_secret_to_ref: self.spec.write_connection_secret_to_ref.as_ref(),
-        }
-    }
-
-    fn target_status(&self) -> Option<&TargetStatus> {
-        self.status.as_ref()
-    }
+    shared_accessors!();
 
     fn underlying(&self) -> Underlying {
         Underlying::ResourceId(self.spec.resource_id.clone())

@@ -2,11 +2,9 @@
 
 use serde_json::json;
 
-use crate::api::{HdInsightTarget, TargetStatus};
+use crate::api::HdInsightTarget;
 use crate::azure::models::{ComputeProperties, ComputeType, HdInsightProperties};
-use crate::controller::target::{
-    AttachTarget, BuildError, CommonSpec, SecretData, Underlying, ssh_account,
-};
+use crate::controller::target::{AttachTarget, BuildError, SecretData, Underlying, ssh_account};
 
 impl AttachTarget for HdInsightTarget {
     const KIND: &'static str = "HdInsightTarget";
@@ -15,18 +13,7 @@ impl AttachTarget for HdInsightTarget {
         ComputeType::HdInsight
     }
 
-    fn common(&self) -> CommonSpec<'_> {
-        CommonSpec {
-            workspace_ref: &self.spec.workspace_ref,
-            compute_name: self.spec.compute_name.as_deref(),
-            deletion_policy: self.spec.deletion_policy,
-            write_connection_secret_to_ref: self.spec.write_connection_secret_to_ref.as_ref(),
-        }
-    }
-
-    fn target_status(&self) -> Option<&TargetStatus> {
-        self.status.as_ref()
-    }
+    shared_accessors!();
 
     fn underlying(&self) -> Underlying {
         Underlying::ResourceId(self.spec.resource_id.clone())

@@ -2,11 +2,9 @@
 
 use serde_json::json;
 
-use crate::api::{RemoteVmTarget, TargetStatus};
+use crate::api::RemoteVmTarget;
 use crate::azure::models::{ComputeProperties, ComputeType, VirtualMachineProperties};
-use crate::controller::target::{
-    AttachTarget, BuildError, CommonSpec, SecretData, Underlying, ssh_account,
-};
+use crate::controller::target::{AttachTarget, BuildError, SecretData, Underlying, ssh_account};
 
 impl AttachTarget for RemoteVmTarget {
     const KIND: &'static str = "RemoteVmTarget";
@@ -15,18 +13,7 @@ impl AttachTarget for RemoteVmTarget {
         ComputeType::VirtualMachine
     }
 
-    fn common(&self) -> CommonSpec<'_> {
-        CommonSpec {
-            workspace_ref: &self.spec.workspace_ref,
-            compute_name: self.spec.compute_name.as_deref(),
-            deletion_policy: self.spec.deletion_policy,
-            write_connection_secret_to_ref: self.spec.write_connection_secret_to_ref.as_ref(),
-        }
-    }
-
-    fn target_status(&self) -> Option<&TargetStatus> {
-        self.status.as_ref()
-    }
+    shared_accessors!();
 
     fn underlying(&self) -> Underlying {
         match (&self.spec.resource_id, &self.spec.address) {
