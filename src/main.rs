@@ -233,9 +233,8 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         tracing::info!("leading");
         let lost = lease.hold(stopped.clone());
         let stop = stopped.clone();
-        readiness.set_ready(true);
         let settings = settings(&args);
-        controller::run(client, azure, metrics, settings, async move {
+        controller::run(client, azure, metrics, settings, readiness, async move {
             tokio::select! {
                 _ = lost => tracing::warn!("lost the lease: stopping"),
                 _ = stop => {}
@@ -243,8 +242,15 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         })
         .await;
     } else {
-        readiness.set_ready(true);
-        controller::run(client, azure, metrics, settings(&args), stopped.clone()).await;
+        controller::run(
+            client,
+            azure,
+            metrics,
+            settings(&args),
+            readiness,
+            stopped.clone(),
+        )
+        .await;
     }
     let _ = admin_task.await;
     tracing::info!("stopped");

@@ -117,8 +117,9 @@ pub enum DeletionPolicy {
 /// Where to write the connection Secret (same namespace, owned by the target).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 pub struct ConnectionSecretRef {
-    /// Name of the Secret to create or update. The operator owns it (server-side apply,
-    /// owner reference to the target), so it is garbage-collected with the target.
+    /// Name of the Secret to create. The operator creates it with the target as controller
+    /// owner, so it is garbage-collected with the target. A Secret of this name that exists
+    /// and is not this target's is never written to (reason ConnectionSecretConflict).
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
 }
@@ -230,6 +231,11 @@ pub struct TargetStatus {
     /// `attachedConfigHash` for which the connection Secret was last written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection_secret_hash: Option<String>,
+    /// Name of the connection Secret this target created and controls. When
+    /// `writeConnectionSecretToRef` is renamed or removed, only this Secret is deleted, and only
+    /// if it is still controlled by this target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_secret_name: Option<String>,
 }
 
 impl TargetStatus {

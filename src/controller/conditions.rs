@@ -25,6 +25,14 @@ pub enum Reason {
     SecretNotFound,
     /// The referenced Secret lacks a key the target needs.
     SecretKeyMissing,
+    /// The referenced Secret exists but is not labeled `attach.azureml.io/credential=true`, so
+    /// the operator does not read it (rule 12).
+    SecretNotLabeled,
+    /// `writeConnectionSecretToRef` names a Secret that exists and is not this target's; the
+    /// operator writes nothing to it (rule 12).
+    ConnectionSecretConflict,
+    /// The connection Secret the spec asks for could not be written; retried.
+    ConnectionSecretFailed,
     /// Azure or Entra ID refused the identity (401/403, token refused).
     CredentialRejected,
     /// A compute with this name exists in the workspace and is something else.
@@ -50,7 +58,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in documentation order.
-    pub const ALL: [Reason; 18] = [
+    pub const ALL: [Reason; 21] = [
         Reason::Attached,
         Reason::Attaching,
         Reason::Detaching,
@@ -59,6 +67,9 @@ impl Reason {
         Reason::WorkspaceNotReady,
         Reason::SecretNotFound,
         Reason::SecretKeyMissing,
+        Reason::SecretNotLabeled,
+        Reason::ConnectionSecretConflict,
+        Reason::ConnectionSecretFailed,
         Reason::CredentialRejected,
         Reason::ComputeNameTaken,
         Reason::DuplicateAttachment,
@@ -87,6 +98,9 @@ impl Reason {
             Reason::WorkspaceNotReady => "WorkspaceNotReady",
             Reason::SecretNotFound => "SecretNotFound",
             Reason::SecretKeyMissing => "SecretKeyMissing",
+            Reason::SecretNotLabeled => "SecretNotLabeled",
+            Reason::ConnectionSecretConflict => "ConnectionSecretConflict",
+            Reason::ConnectionSecretFailed => "ConnectionSecretFailed",
             Reason::CredentialRejected => "CredentialRejected",
             Reason::ComputeNameTaken => "ComputeNameTaken",
             Reason::DuplicateAttachment => "DuplicateAttachment",
@@ -115,6 +129,8 @@ impl Reason {
                 | Reason::InvalidSpec
                 | Reason::ProvisioningFailed
                 | Reason::SecretKeyMissing
+                | Reason::SecretNotLabeled
+                | Reason::ConnectionSecretConflict
         )
     }
 }

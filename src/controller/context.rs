@@ -6,10 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::channel::mpsc::UnboundedSender;
-use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::events::{Event, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
 use secrecy::SecretString;
 
 use crate::api::{CloudName, CredentialType, MLWorkspace, TargetStatus};
@@ -19,7 +18,9 @@ use crate::azure::{
 };
 use crate::controller::cache::ComputeListCache;
 use crate::controller::claims::Claim;
-use crate::controller::target::{AttachTarget, SecretData};
+use crate::controller::secrets::{Credential, SecretError, Secrets};
+use crate::controller::target::AttachTarget;
+use crate::controller::watches::Synced;
 use crate::ops::Metrics;
 
 /// Lists every target's claim (one closure per kind and watched namespace).
@@ -43,6 +44,11 @@ pub struct Context {
     pub cache: ComputeListCache,
     /// events.k8s.io recorder.
     pub recorder: Recorder,
+    /// Credential and connection Secrets (rule 12).
+    pub secrets: Secrets,
+    /// Resolves once every store a reconcile reads has listed once: nothing reconciles before,
+    /// so a restart never judges a target by a half-filled store.
+    pub synced: Synced,
     connections: Mutex<HashMap<(String, String), (String, ArmClient)>>,
     /// The last status this process wrote, by uid. The operator is the only writer of target
     /// status, so this is never older than the reflector's copy, which can lag our own write
@@ -65,6 +71,9 @@ pub enum ConnectError {
     /// The client-secret Secret does not exist.
     #[error("Secret {0:?} does not exist")]
     SecretNotFound(String),
+    /// It exists but its owner did not opt it in (rule 12).
+    #[error("{}", crate::controller::secrets::not_opted_in_message(.0))]
+    SecretNotOptedIn(String),
     /// It lacks the key.
     #[error("Secret {secret:?} has no (non-empty) key {key:?}")]
     SecretKeyMissing {
@@ -84,7 +93,7 @@ pub enum ConnectError {
     Credential(#[source] CredentialError),
     /// Kubernetes API failure.
     #[error("Kubernetes API error")]
-    Kube(#[source] kube::Error),
+    Kube(#[source] SecretError),
 }
 
 impl Context {
@@ -100,6 +109,8 @@ impl Context {
         workspaces: Vec<Store<MLWorkspace>>,
         claim_sources: Vec<ClaimSource>,
         workspace_triggers: Vec<WorkspaceTrigger>,
+        secrets: Secrets,
+        synced: Synced,
     ) -> Self {
         let reporter = Reporter {
             controller: "azureml-attach".to_owned(),
@@ -107,6 +118,8 @@ impl Context {
         };
         Self {
             recorder: Recorder::new(client.clone(), reporter),
+            secrets,
+            synced,
             client,
             azure,
             credentials,
@@ -238,17 +251,18 @@ impl Context {
             .as_ref()
             .map(|c| c.secret_ref.clone());
         let secret_rv = match &secret_ref {
-            Some(r) => {
-                let api: Api<Secret> = Api::namespaced(self.client.clone(), &ns);
-                match api
-                    .get_metadata_opt(&r.name)
-                    .await
-                    .map_err(ConnectError::Kube)?
-                {
-                    Some(m) => m.resource_version(),
-                    None => return Err(ConnectError::SecretNotFound(r.name.clone())),
+            Some(r) => match self
+                .secrets
+                .credential(&ns, &r.name)
+                .await
+                .map_err(ConnectError::Kube)?
+            {
+                Credential::OptedIn(rv) => rv,
+                Credential::NotOptedIn => {
+                    return Err(ConnectError::SecretNotOptedIn(r.name.clone()));
                 }
-            }
+                Credential::Missing => return Err(ConnectError::SecretNotFound(r.name.clone())),
+            },
             None => None,
         };
         let fingerprint = format!(
@@ -329,33 +343,30 @@ impl Context {
         Ok(self.azure.with_endpoints(wanted, endpoints))
     }
 
-    /// Reads one key of a Secret, right before use; the data is not kept.
+    /// Reads one key of an opted-in Secret, right before use; the data is not kept.
     pub async fn read_secret_key(
         &self,
         ns: &str,
         name: &str,
         key: &str,
     ) -> Result<SecretString, ConnectError> {
-        let data = self
-            .read_secret(ns, name)
-            .await?
-            .ok_or_else(|| ConnectError::SecretNotFound(name.to_owned()))?;
+        let data = match self
+            .secrets
+            .read_credential(ns, name)
+            .await
+            .map_err(ConnectError::Kube)?
+        {
+            Ok(d) => d,
+            Err(Credential::NotOptedIn) => {
+                return Err(ConnectError::SecretNotOptedIn(name.to_owned()));
+            }
+            Err(_) => return Err(ConnectError::SecretNotFound(name.to_owned())),
+        };
         data.text(name, key)
             .map_err(|_| ConnectError::SecretKeyMissing {
                 secret: name.to_owned(),
                 key: key.to_owned(),
             })
-    }
-
-    /// Reads a Secret's data (rule 10: only right before it is pushed to Azure).
-    pub async fn read_secret(
-        &self,
-        ns: &str,
-        name: &str,
-    ) -> Result<Option<SecretData>, ConnectError> {
-        let api: Api<Secret> = Api::namespaced(self.client.clone(), ns);
-        let secret = api.get_opt(name).await.map_err(ConnectError::Kube)?;
-        Ok(secret.map(|s| SecretData(s.data.unwrap_or_default())))
     }
 }
 

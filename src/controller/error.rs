@@ -12,6 +12,9 @@ pub enum Error {
     /// The Kubernetes API failed.
     #[error("Kubernetes API error")]
     Kube(#[source] kube::Error),
+    /// Reading or writing a Secret failed.
+    #[error("Secret access failed")]
+    Secret(#[source] crate::controller::secrets::SecretError),
     /// An ARM call failed outside the planned steps (e.g. listKeys for the connection Secret).
     #[error("Azure call failed")]
     Arm(#[source] ArmError),
@@ -52,7 +55,7 @@ impl Error {
     pub fn metric_label(&self) -> &'static str {
         use kube::runtime::finalizer::Error as F;
         match self {
-            Error::Kube(_) => "kube",
+            Error::Kube(_) | Error::Secret(_) => "kube",
             Error::Arm(e) => e.metric_label(),
             Error::Serialize(_) => "serialize",
             Error::MissingNamespace => "invalid_object",

@@ -12,7 +12,9 @@ pub mod kinds;
 pub mod leader;
 pub mod plan;
 pub mod reconcile;
+pub mod secrets;
 pub mod target;
+pub mod watches;
 pub mod workspace;
 
 use std::future::Future;
@@ -25,7 +27,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 
 use crate::api::{
@@ -33,9 +35,11 @@ use crate::api::{
     RemoteVmTarget,
 };
 use crate::azure::{AzureConfig, CredentialFactory, Throttle};
-use crate::ops::Metrics;
+use crate::ops::{Metrics, Readiness};
 use context::{ClaimSource, Context};
+use secrets::Secrets;
 use target::AttachTarget;
+use watches::{SharedWatch, Synced};
 
 /// Controller settings parsed once from the command line.
 #[derive(Clone, Debug)]
@@ -65,47 +69,88 @@ where
     }
 }
 
-/// Secrets by metadata only (rule 10): the resourceVersion tells that one changed.
-fn secret_events(
-    client: &Client,
-    ns: Option<&str>,
-) -> impl futures::Stream<Item = Result<PartialObjectMeta<Secret>, watcher::Error>> + Send + 'static
-{
-    let api: Api<PartialObjectMeta<Secret>> = match ns {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
-    watcher(api, watcher::Config::default())
-        .default_backoff()
-        .touched_objects()
+/// The watches of one namespace (or all) that several controllers share: credential Secrets
+/// (metadata only, opted-in ones only: rule 10 and 12) and MLWorkspaces.
+struct NamespaceWatches {
+    secrets: SharedWatch<PartialObjectMeta<Secret>>,
+    /// The connection Secrets the operator wrote (owned children: a deleted one is restored).
+    connections: SharedWatch<PartialObjectMeta<Secret>>,
+    workspaces: SharedWatch<MLWorkspace>,
 }
 
-/// A target controller for one namespace (or all): triggers on the target, on its
-/// MLWorkspace, and on its Secret's metadata.
-fn target_controller<K: AttachTarget + Unpin>(
-    client: &Client,
-    ns: Option<&str>,
-    settings: &ControllerSettings,
-) -> (Controller<K>, Store<K>) {
-    let controller = Controller::new(api_for::<K>(client, ns), watcher::Config::default())
-        .with_config(ControllerConfig::default().concurrency(settings.concurrency));
-    let store = controller.store();
-    let by_secret = store.clone();
-    let by_workspace = store.clone();
-    let controller = controller
-        .watches_stream(secret_events(client, ns), move |secret| {
-            let (sns, sname) = (secret.namespace(), secret.name_any());
-            by_secret
-                .state()
-                .into_iter()
-                .filter(|t| t.namespace() == sns && t.secret_name() == Some(sname.as_str()))
-                .map(|t| ObjectRef::from_obj(t.as_ref()))
-                .collect::<Vec<_>>()
-        })
-        .watches(
-            api_for::<MLWorkspace>(client, ns),
+impl NamespaceWatches {
+    fn new(client: &Client, ns: Option<&str>) -> Self {
+        let labelled = watcher::Config::default().labels(secrets::CREDENTIAL_SELECTOR);
+        Self {
+            // `Api<PartialObjectMeta<_>>` lists and watches metadata only: no data on the wire.
+            secrets: SharedWatch::new(watcher(
+                api_for::<PartialObjectMeta<Secret>>(client, ns),
+                labelled,
+            )),
+            connections: SharedWatch::new(watcher(
+                api_for::<PartialObjectMeta<Secret>>(client, ns),
+                watcher::Config::default().labels(secrets::CONNECTION_SELECTOR),
+            )),
+            workspaces: SharedWatch::new(watcher(
+                api_for::<MLWorkspace>(client, ns),
+                watcher::Config::default(),
+            )),
+        }
+    }
+}
+
+/// Everything being assembled before the controllers start.
+struct Pending {
+    claim_sources: Vec<ClaimSource>,
+    /// Per kind: the Ready reason of every object (for the `targets{kind,state}` gauge).
+    states: Vec<(&'static str, StateSource)>,
+    starters: Vec<Starter>,
+    /// Watches to drive (one per resource type and namespace).
+    watches: Vec<Box<dyn FnOnce(Shutdown) -> Runner + Send>>,
+    /// Every store a reconcile reads.
+    syncs: Vec<BoxFuture<'static, ()>>,
+}
+
+impl Pending {
+    fn watch<K>(&mut self, watch: SharedWatch<K>)
+    where
+        K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + Send + Sync + 'static,
+    {
+        self.syncs.push(watches::ready_of(&watch.store()));
+        self.watches.push(Box::new(move |stop| watch.run(stop)));
+    }
+
+    /// A target controller for one namespace (or all): triggers on the target, on its
+    /// MLWorkspace, and on its Secret's metadata.
+    fn add<K: AttachTarget + Unpin>(
+        &mut self,
+        client: &Client,
+        ns: Option<&str>,
+        shared: &mut NamespaceWatches,
+        settings: &ControllerSettings,
+    ) {
+        let mut own = SharedWatch::new(watcher(
+            api_for::<K>(client, ns),
             watcher::Config::default(),
-            move |ws| {
+        ));
+        let store = own.store();
+        let controller = Controller::for_stream(own.subscribe(), store.clone())
+            .with_config(ControllerConfig::default().concurrency(settings.concurrency));
+        self.watch(own);
+        let by_secret = store.clone();
+        let by_workspace = store.clone();
+        let controller = controller
+            .owns_stream(shared.connections.subscribe())
+            .watches_stream(shared.secrets.subscribe(), move |secret| {
+                let (sns, sname) = (secret.namespace(), secret.name_any());
+                by_secret
+                    .state()
+                    .into_iter()
+                    .filter(|t| t.namespace() == sns && t.secret_name() == Some(sname.as_str()))
+                    .map(|t| ObjectRef::from_obj(t.as_ref()))
+                    .collect::<Vec<_>>()
+            })
+            .watches_stream(shared.workspaces.subscribe(), move |ws| {
                 let (wns, wname) = (ws.namespace(), ws.name_any());
                 by_workspace
                     .state()
@@ -113,9 +158,35 @@ fn target_controller<K: AttachTarget + Unpin>(
                     .filter(|t| t.namespace() == wns && t.common().workspace_ref.name == wname)
                     .map(|t| ObjectRef::from_obj(t.as_ref()))
                     .collect::<Vec<_>>()
-            },
-        );
-    (controller, store)
+            });
+        self.claim_sources.push(claim_source(store.clone()));
+        self.states.push((
+            K::KIND,
+            Box::new(move || {
+                store
+                    .state()
+                    .iter()
+                    .map(|o| {
+                        o.target_status()
+                            .and_then(|s| s.ready())
+                            .map_or_else(|| "Pending".to_owned(), |c| c.reason.clone())
+                    })
+                    .collect()
+            }),
+        ));
+        self.starters.push(Box::new(move |ctx, shutdown| {
+            controller
+                .graceful_shutdown_on(shutdown)
+                .run(reconcile::reconcile::<K>, reconcile::error_policy::<K>, ctx)
+                .for_each(|r| {
+                    if let Err(error) = r {
+                        tracing::debug!(kind = K::KIND, error = %error::chain(&error), "controller event");
+                    }
+                    std::future::ready(())
+                })
+                .boxed()
+        }));
+    }
 }
 
 fn claim_source<K: AttachTarget>(store: Store<K>) -> ClaimSource {
@@ -128,60 +199,14 @@ fn claim_source<K: AttachTarget>(store: Store<K>) -> ClaimSource {
     })
 }
 
-/// Builds and runs one kind's controllers; returns their claim sources and runners.
-struct Pending {
-    claim_sources: Vec<ClaimSource>,
-    /// Per kind: the Ready reason of every object (for the `targets{kind,state}` gauge).
-    states: Vec<(&'static str, StateSource)>,
-    starters: Vec<Starter>,
-}
-
-impl Pending {
-    fn add<K: AttachTarget + Unpin>(
-        &mut self,
-        client: &Client,
-        namespaces: &[Option<String>],
-        settings: &ControllerSettings,
-    ) {
-        for ns in namespaces {
-            let (controller, store) = target_controller::<K>(client, ns.as_deref(), settings);
-            self.claim_sources.push(claim_source(store.clone()));
-            self.states.push((
-                K::KIND,
-                Box::new(move || {
-                    store
-                        .state()
-                        .iter()
-                        .map(|o| {
-                            o.target_status()
-                                .and_then(|s| s.ready())
-                                .map_or_else(|| "Pending".to_owned(), |c| c.reason.clone())
-                        })
-                        .collect()
-                }),
-            ));
-            self.starters.push(Box::new(move |ctx, shutdown| {
-                controller
-                    .graceful_shutdown_on(shutdown)
-                    .run(reconcile::reconcile::<K>, reconcile::error_policy::<K>, ctx)
-                    .for_each(|r| {
-                        if let Err(error) = r {
-                            tracing::debug!(kind = K::KIND, error = %error::chain(&error), "controller event");
-                        }
-                        std::future::ready(())
-                    })
-                    .boxed()
-            }));
-        }
-    }
-}
-
 /// Runs every controller until `shutdown` completes; in-flight reconciles finish first.
+/// `readiness` turns true once every store has listed once (no reconcile runs before).
 pub async fn run(
     client: Client,
     azure: AzureConfig,
     metrics: Arc<Metrics>,
     settings: ControllerSettings,
+    readiness: Readiness,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let shutdown: Shutdown = shutdown.boxed().shared();
@@ -194,31 +219,33 @@ pub async fn run(
         claim_sources: Vec::new(),
         states: Vec::new(),
         starters: Vec::new(),
+        watches: Vec::new(),
+        syncs: Vec::new(),
     };
-    pending.add::<RemoteVmTarget>(&client, &namespaces, &settings);
-    pending.add::<HdInsightTarget>(&client, &namespaces, &settings);
-    pending.add::<BatchTarget>(&client, &namespaces, &settings);
-    pending.add::<DatabricksTarget>(&client, &namespaces, &settings);
-    pending.add::<DataLakeAnalyticsTarget>(&client, &namespaces, &settings);
-
     let mut workspace_controllers = Vec::new();
     let mut workspace_stores = Vec::new();
     let mut workspace_triggers = Vec::new();
+    let mut secret_stores = Vec::new();
+    let mut connection_stores = Vec::new();
     for ns in &namespaces {
+        let ns = ns.as_deref();
+        let mut shared = NamespaceWatches::new(&client, ns);
+        pending.add::<RemoteVmTarget>(&client, ns, &mut shared, &settings);
+        pending.add::<HdInsightTarget>(&client, ns, &mut shared, &settings);
+        pending.add::<BatchTarget>(&client, ns, &mut shared, &settings);
+        pending.add::<DatabricksTarget>(&client, ns, &mut shared, &settings);
+        pending.add::<DataLakeAnalyticsTarget>(&client, ns, &mut shared, &settings);
+
         // Woken when a target releases its finalizer, so a workspace being deleted (waiting
         // for its targets, rule 9) goes as soon as the last one does; no extra watches.
         let (trigger, released) = futures::channel::mpsc::unbounded();
-        workspace_triggers.push((ns.clone(), trigger));
-        let controller = Controller::new(
-            api_for::<MLWorkspace>(&client, ns.as_deref()),
-            watcher::Config::default(),
-        )
-        .with_config(ControllerConfig::default().concurrency(settings.concurrency))
-        .reconcile_on(released);
-        let store = controller.store();
+        workspace_triggers.push((ns.map(str::to_owned), trigger));
+        let store = shared.workspaces.store();
         let by_secret = store.clone();
-        let controller =
-            controller.watches_stream(secret_events(&client, ns.as_deref()), move |secret| {
+        let controller = Controller::for_stream(shared.workspaces.subscribe(), store.clone())
+            .with_config(ControllerConfig::default().concurrency(settings.concurrency))
+            .reconcile_on(released)
+            .watches_stream(shared.secrets.subscribe(), move |secret| {
                 let (sns, sname) = (secret.namespace(), secret.name_any());
                 by_secret
                     .state()
@@ -236,13 +263,19 @@ pub async fn run(
             });
         workspace_stores.push(store);
         workspace_controllers.push(controller);
+        secret_stores.push(shared.secrets.store());
+        connection_stores.push(shared.connections.store());
+        pending.watch(shared.secrets);
+        pending.watch(shared.connections);
+        pending.watch(shared.workspaces);
     }
 
     let credentials = CredentialFactory::new(&azure);
     let throttle = Arc::new(Throttle::new(azure.throttle));
+    let synced = Synced::new(std::mem::take(&mut pending.syncs));
     let ctx = Arc::new(
         Context::new(
-            client,
+            client.clone(),
             azure,
             credentials,
             throttle,
@@ -251,6 +284,8 @@ pub async fn run(
             workspace_stores,
             pending.claim_sources,
             workspace_triggers,
+            Secrets::new(client, secret_stores, connection_stores),
+            synced.clone(),
         )
         .with_default_credential_namespaces(settings.default_credential_namespaces.clone()),
     );
@@ -271,12 +306,29 @@ pub async fn run(
         }
     }
     .boxed();
+    let ready_stop = shutdown.clone();
+    let became_ready = async move {
+        tokio::select! {
+            _ = synced.wait() => {
+                tracing::info!("every watch has listed once: reconciling");
+                readiness.set_ready(true);
+            }
+            _ = ready_stop => {}
+        }
+    }
+    .boxed();
 
     let mut runners: Vec<Runner> = pending
-        .starters
+        .watches
         .into_iter()
-        .map(|start| start(ctx.clone(), shutdown.clone()))
+        .map(|run| run(shutdown.clone()))
         .collect();
+    runners.extend(
+        pending
+            .starters
+            .into_iter()
+            .map(|start| start(ctx.clone(), shutdown.clone())),
+    );
     for controller in workspace_controllers {
         runners.push(
             controller
@@ -287,6 +339,7 @@ pub async fn run(
         );
     }
     runners.push(gauges);
+    runners.push(became_ready);
     futures::future::join_all(runners).await;
 }
 

@@ -38,6 +38,8 @@ pub enum SecretState {
     NotNeeded,
     /// The Secret does not exist.
     Missing(String),
+    /// It exists but is not opted in with the credential label (rule 12): never read.
+    NotOptedIn(String),
     /// It exists (only its resourceVersion is known).
     Present,
 }
@@ -195,11 +197,20 @@ pub fn plan(o: &Observed<'_>) -> Decision {
             ),
         );
     }
-    if let SecretState::Missing(name) = &o.secret {
-        return report(
-            Reason::SecretNotFound,
-            format!("Secret {name:?} does not exist in this namespace"),
-        );
+    match &o.secret {
+        SecretState::Missing(name) => {
+            return report(
+                Reason::SecretNotFound,
+                format!("Secret {name:?} does not exist in this namespace"),
+            );
+        }
+        SecretState::NotOptedIn(name) => {
+            return report(
+                Reason::SecretNotLabeled,
+                crate::controller::secrets::not_opted_in_message(name),
+            );
+        }
+        SecretState::NotNeeded | SecretState::Present => {}
     }
     let Some(view) = &o.azure else {
         return Decision::NeedAzureView;

@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -35,6 +34,7 @@ use crate::controller::plan::{
     AttachCause, AzureView, ClaimState, ComputeSummary, Decision, Observed, SecretState,
     WorkspaceState, plan,
 };
+use crate::controller::secrets::{Credential, WriteOutcome, not_opted_in_message};
 use crate::controller::target::{AttachTarget, BuildError, Underlying};
 
 /// Default wait before polling an operation when Azure sends no Retry-After (FINDINGS §3).
@@ -45,6 +45,9 @@ const TRANSIENT_RETRY: Duration = Duration::from_secs(15);
 /// Entry point for `Controller::run`: finalizer handling around [`reconcile_inner`].
 #[tracing::instrument(skip_all, fields(kind = K::KIND, namespace = obj.namespace().unwrap_or_default(), name = obj.name_any()))]
 pub async fn reconcile<K: AttachTarget>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
+    // A target is judged only against stores that have listed once (a restart must not see a
+    // workspace, Secret or older claim as missing just because its watch has not caught up).
+    ctx.synced.wait().await;
     let started = Instant::now();
     let ns = obj.namespace().ok_or(Error::MissingNamespace)?;
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
@@ -96,6 +99,14 @@ pub fn error_policy<K: AttachTarget>(obj: Arc<K>, error: &Error, ctx: Arc<Contex
     tracing::warn!(kind = K::KIND, name = obj.name_any(), error = %crate::controller::error::chain(error), "reconcile failed");
     ctx.metrics.reconcile_error(K::KIND, error.metric_label());
     Action::requeue(error.retry_delay())
+}
+
+/// Whether the connection Secret the spec asks for is in place.
+enum ConnectionSecret {
+    /// Written (or none asked for).
+    Done,
+    /// A Secret of that name belongs to someone else (the condition message).
+    Conflict(String),
 }
 
 /// What one pass decided about requeueing.
@@ -281,11 +292,17 @@ impl<K: AttachTarget> Pass<'_, K> {
             return Ok((SecretState::NotNeeded, None));
         };
         // Metadata only (rule 10): the resourceVersion says whether it changed.
-        let api: Api<Secret> = Api::namespaced(self.ctx.client.clone(), &self.ns);
         Ok(
-            match api.get_metadata_opt(name).await.map_err(Error::Kube)? {
-                Some(m) => (SecretState::Present, m.resource_version()),
-                None => (SecretState::Missing(name.to_owned()), None),
+            match self
+                .ctx
+                .secrets
+                .credential(&self.ns, name)
+                .await
+                .map_err(Error::Secret)?
+            {
+                Credential::OptedIn(rv) => (SecretState::Present, rv),
+                Credential::NotOptedIn => (SecretState::NotOptedIn(name.to_owned()), None),
+                Credential::Missing => (SecretState::Missing(name.to_owned()), None),
             },
         )
     }
@@ -334,6 +351,10 @@ impl<K: AttachTarget> Pass<'_, K> {
                 format!("the MLWorkspace's credential is unusable: {e}"),
             ),
             ConnectError::InvalidSpec(m) => (Reason::WorkspaceNotReady, m.clone()),
+            ConnectError::SecretNotOptedIn(_) => (
+                Reason::WorkspaceNotReady,
+                format!("the MLWorkspace's credential is unusable: {e}"),
+            ),
             ConnectError::Credential(_) | ConnectError::Cloud(_) => (
                 Reason::CredentialRejected,
                 crate::controller::error::chain(&e),
@@ -491,6 +512,7 @@ impl<K: AttachTarget> Pass<'_, K> {
         self.status.compute_id = None;
         self.status.attached_config_hash = None;
         self.status.connection_secret_hash = None;
+        self.status.connection_secret_name = None;
         self.ctx
             .event(
                 self.obj,
@@ -519,6 +541,21 @@ impl<K: AttachTarget> Pass<'_, K> {
     }
 
     async fn after_attached(&mut self, arm: &ArmClient, wsr: &WorkspaceRef) -> Step {
+        // Ready=True only once the connection Secret the spec asks for is written (rule 12).
+        match self.sync_connection_secret(arm, wsr).await {
+            Ok(ConnectionSecret::Done) => {}
+            Ok(ConnectionSecret::Conflict(message)) => {
+                return self.report(Reason::ConnectionSecretConflict, message).await;
+            }
+            Err(e) => {
+                let message = format!(
+                    "the compute is attached, but the connection Secret could not be written: {}",
+                    crate::controller::error::chain(&e)
+                );
+                let step = self.report(Reason::ConnectionSecretFailed, message).await;
+                return Step::after(step.requeue.min(TRANSIENT_RETRY));
+            }
+        }
         let was_ready = self.old.ready().is_some_and(|c| c.status == "True");
         self.set_ready(
             Reason::Attached,
@@ -534,10 +571,6 @@ impl<K: AttachTarget> Pass<'_, K> {
                 )
                 .await;
         }
-        if let Err(e) = self.ensure_connection_secret(arm, wsr).await {
-            tracing::warn!(error = %crate::controller::error::chain(&e), "cannot write the connection Secret");
-            return Step::after(TRANSIENT_RETRY);
-        }
         Step::after(self.ctx.resync)
     }
 
@@ -552,9 +585,14 @@ impl<K: AttachTarget> Pass<'_, K> {
     ) -> Result<Step, ArmError> {
         // Rule 10: Secret data is read here, right before the PUT, and dropped after it.
         let secret = match self.obj.secret_name() {
-            Some(name) => match self.ctx.read_secret(&self.ns, name).await {
-                Ok(Some(d)) => Some(d),
-                Ok(None) => {
+            Some(name) => match self.ctx.secrets.read_credential(&self.ns, name).await {
+                Ok(Ok(d)) => Some(d),
+                Ok(Err(Credential::NotOptedIn)) => {
+                    return Ok(self
+                        .report(Reason::SecretNotLabeled, not_opted_in_message(name))
+                        .await);
+                }
+                Ok(Err(_)) => {
                     return Ok(self
                         .report(
                             Reason::SecretNotFound,
@@ -804,19 +842,51 @@ impl<K: AttachTarget> Pass<'_, K> {
         Ok(self.after_attached(arm, wsr).await)
     }
 
-    /// Writes the connection Secret once per attached configuration (listKeys + ids).
-    async fn ensure_connection_secret(
+    /// Writes the connection Secret once per attached configuration (listKeys + ids), only
+    /// where it may (rule 12), and removes the one an earlier name pointed at if this target
+    /// still controls it.
+    async fn sync_connection_secret(
         &mut self,
         arm: &ArmClient,
         wsr: &WorkspaceRef,
-    ) -> Result<(), Error> {
-        let Some(target) = self.obj.common().write_connection_secret_to_ref else {
-            return Ok(());
+    ) -> Result<ConnectionSecret, Error> {
+        let wanted = self
+            .obj
+            .common()
+            .write_connection_secret_to_ref
+            .as_ref()
+            .map(|r| r.name.clone());
+        let uid = self.obj.uid().unwrap_or_default();
+        if let Some(old) = self.status.connection_secret_name.clone()
+            && wanted.as_deref() != Some(old.as_str())
+        {
+            // Renamed or removed: the old Secret goes, but only if it is still ours.
+            if self
+                .ctx
+                .secrets
+                .delete_if_controlled(&self.ns, &old, &uid)
+                .await
+                .map_err(Error::Secret)?
+            {
+                tracing::info!(secret = %old, "removed the previous connection Secret");
+            }
+            self.status.connection_secret_name = None;
+            self.status.connection_secret_hash = None;
+        }
+        let Some(name) = wanted else {
+            return Ok(ConnectionSecret::Done);
         };
         if self.status.connection_secret_hash.is_some()
             && self.status.connection_secret_hash == self.status.attached_config_hash
+            && self.status.connection_secret_name.as_deref() == Some(name.as_str())
+            && self
+                .ctx
+                .secrets
+                .connection_in_place(&self.ns, &name, &uid)
+                .await
+                .map_err(Error::Secret)?
         {
-            return Ok(());
+            return Ok(ConnectionSecret::Done);
         }
         let keys = arm
             .list_keys(wsr, &self.compute_name)
@@ -845,34 +915,24 @@ impl<K: AttachTarget> Pass<'_, K> {
             .obj
             .controller_owner_ref(&())
             .ok_or(Error::MissingNamespace)?;
-        let secret = Secret {
-            metadata: kube::api::ObjectMeta {
-                name: Some(target.name.clone()),
-                namespace: Some(self.ns.clone()),
-                owner_references: Some(vec![owner]),
-                labels: Some(BTreeMap::from([(
-                    "app.kubernetes.io/managed-by".to_owned(),
-                    "azureml-attach".to_owned(),
-                )])),
-                ..Default::default()
-            },
-            data: Some(data),
-            type_: Some("Opaque".to_owned()),
-            ..Default::default()
-        };
-        let api: Api<Secret> = Api::namespaced(self.ctx.client.clone(), &self.ns);
-        let mut value = serde_json::to_value(&secret).map_err(Error::Serialize)?;
-        value["apiVersion"] = json!("v1");
-        value["kind"] = json!("Secret");
-        api.patch(
-            &target.name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(value),
-        )
-        .await
-        .map_err(Error::Kube)?;
-        self.status.connection_secret_hash = self.status.attached_config_hash.clone();
-        Ok(())
+        match self
+            .ctx
+            .secrets
+            .write_connection(&self.ns, &name, owner, data)
+            .await
+            .map_err(Error::Secret)?
+        {
+            WriteOutcome::Written => {
+                self.status.connection_secret_hash = self.status.attached_config_hash.clone();
+                self.status.connection_secret_name = Some(name);
+                Ok(ConnectionSecret::Done)
+            }
+            WriteOutcome::Conflict(why) => Ok(ConnectionSecret::Conflict(format!(
+                "the compute is attached, but spec.writeConnectionSecretToRef names Secret \
+                 {name:?}, which already exists and is not this target's ({why}); nothing was \
+                 written to it: choose another name, or delete that Secret if it is not needed"
+            ))),
+        }
     }
 
     /// Server-side applies the status when it changed (never replaces the object).

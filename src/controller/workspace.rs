@@ -21,6 +21,7 @@ use crate::azure::ArmErrorKind;
 use crate::controller::conditions::{Reason, ready_condition, set_condition};
 use crate::controller::context::{ConnectError, Context, workspace_ref};
 use crate::controller::error::{Error, chain};
+use crate::controller::secrets::Credential;
 use crate::controller::target::AttachTarget;
 
 const KIND: &str = "MLWorkspace";
@@ -37,6 +38,7 @@ const IN_USE_NAMED: usize = 3;
 /// (rule 9): those targets need it to detach.
 #[tracing::instrument(skip_all, fields(kind = KIND, namespace = ws.namespace().unwrap_or_default(), name = ws.name_any()))]
 pub async fn reconcile(ws: Arc<MLWorkspace>, ctx: Arc<Context>) -> Result<Action, Error> {
+    ctx.synced.wait().await;
     let started = Instant::now();
     let ns = ws.namespace().ok_or(Error::MissingNamespace)?;
     let api: Api<MLWorkspace> = Api::namespaced(ctx.client.clone(), &ns);
@@ -165,14 +167,15 @@ async fn reconcile_inner(ws: &MLWorkspace, ctx: &Context) -> Result<Action, Erro
     let old = ws.status.clone().unwrap_or_default();
     let mut status = old.clone();
     let secret_rv = match &ws.spec.credential.client_secret {
-        Some(c) => {
-            let api: Api<k8s_openapi::api::core::v1::Secret> =
-                Api::namespaced(ctx.client.clone(), &ns);
-            api.get_metadata_opt(&c.secret_ref.name)
-                .await
-                .map_err(Error::Kube)?
-                .and_then(|m| m.resource_version())
-        }
+        Some(c) => match ctx
+            .secrets
+            .credential(&ns, &c.secret_ref.name)
+            .await
+            .map_err(Error::Secret)?
+        {
+            Credential::OptedIn(rv) => rv,
+            Credential::NotOptedIn | Credential::Missing => None,
+        },
         None => None,
     };
     // Skip the Azure GET when nothing changed since the last successful check.
@@ -191,6 +194,7 @@ async fn reconcile_inner(ws: &MLWorkspace, ctx: &Context) -> Result<Action, Erro
             let reason = match &e {
                 ConnectError::SecretNotFound(_) => Reason::SecretNotFound,
                 ConnectError::SecretKeyMissing { .. } => Reason::SecretKeyMissing,
+                ConnectError::SecretNotOptedIn(_) => Reason::SecretNotLabeled,
                 ConnectError::InvalidSpec(_) => Reason::InvalidSpec,
                 ConnectError::Credential(_) | ConnectError::Cloud(_) => Reason::CredentialRejected,
                 ConnectError::Kube(_) => Reason::AzureError,

@@ -151,6 +151,8 @@ pub fn workspace_yaml(name: &str) -> String {
 kind: Secret
 metadata:
   name: {name}-sp
+  labels:
+    attach.azureml.io/credential: "true"
 stringData:
   clientSecret: {CLIENT_SECRET}
 ---
@@ -180,6 +182,8 @@ pub fn vm_yaml(name: &str, resource_id: &str, port: u16) -> String {
 kind: Secret
 metadata:
   name: {name}-ssh
+  labels:
+    attach.azureml.io/credential: "true"
 stringData:
   username: azureuser
   password: {VM_PASSWORD}

@@ -21,6 +21,8 @@ apiVersion: v1
 kind: Secret
 metadata:
   name: hdi-ssh
+  labels:
+    attach.azureml.io/credential: "true"
 stringData:
   username: sshuser
   password: {HDI_PASSWORD}
@@ -49,6 +51,8 @@ apiVersion: v1
 kind: Secret
 metadata:
   name: dbw-token
+  labels:
+    attach.azureml.io/credential: "true"
 stringData:
   token: {DBX_TOKEN}
 ---

@@ -8,4 +8,5 @@ mod measure;
 mod memory;
 mod ops;
 mod rules;
+mod secrets;
 mod validation;

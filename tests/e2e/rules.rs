@@ -120,6 +120,8 @@ apiVersion: v1
 kind: Secret
 metadata:
   name: no-password
+  labels:
+    attach.azureml.io/credential: "true"
 stringData:
   username: azureuser
 ---
@@ -524,11 +526,17 @@ async fn rule9_missing_workspace_blocks_detach_until_orphan_releases_it() {
         .unwrap();
     wait_gone(&wsapi, "prod-workspace", T, &op).await;
     w.delete::<RemoteVmTarget>("wedge-vm").await;
-    let (_, _, msg) = wait_reason(&api, "wedge-vm", "WorkspaceNotFound", T, &op).await;
-    assert!(
-        msg.contains("deletionPolicy: Orphan"),
-        "the message says how to get out: {msg}"
-    );
+    // The target may first report the missing workspace as a live object (before it saw its
+    // own deletion); the deleting pass then says how to get out.
+    let start = std::time::Instant::now();
+    loop {
+        let (_, _, msg) = wait_reason(&api, "wedge-vm", "WorkspaceNotFound", T, &op).await;
+        if msg.contains("deletionPolicy: Orphan") {
+            break;
+        }
+        assert!(start.elapsed() < T, "the message says how to get out: {msg}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
     api.patch(
         "wedge-vm",
         &PatchParams::default(),
