@@ -83,6 +83,10 @@ struct RunArgs {
     /// Parallel reconciles per kind.
     #[arg(long, env = "CONCURRENCY", default_value_t = 4)]
     concurrency: u16,
+    /// How long the API server may be unreachable before /healthz fails (the process itself
+    /// keeps waiting and resumes when it answers; /readyz fails during any outage).
+    #[arg(long, env = "APISERVER_OUTAGE_LIMIT", default_value = "5m", value_parser = parse_duration)]
+    apiserver_outage_limit: Duration,
 }
 
 /// `90s`, `5m`, `1h`, `250ms`, or bare seconds.
@@ -185,19 +189,8 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         throttle: Default::default(),
     })?;
     let client = kube::Client::try_default().await?;
-    let version = client.apiserver_version().await?;
-    tracing::info!(
-        cloud = ?args.cloud,
-        arm = %azure.endpoints.arm_endpoint,
-        kubernetes = %version.git_version,
-        resync = ?args.resync_period,
-        namespaces = ?args.watch_namespaces,
-        "starting azureml-attach {}",
-        env!("CARGO_PKG_VERSION")
-    );
-
     let metrics = Arc::new(Metrics::new());
-    let readiness = Readiness::new();
+    let readiness = Readiness::with_outage_limit(args.apiserver_outage_limit);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = {
         let mut rx = stop_rx.clone();
@@ -206,6 +199,7 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         }
         .shared()
     };
+    // The admin server first: a process waiting for the API server is live and not ready.
     let admin = AdminServer::bind(args.admin_addr, metrics.clone(), readiness.clone()).await?;
     tracing::info!(addr = %admin.local_addr()?, "admin server listening");
     let admin_task = tokio::spawn(admin.serve(stopped.clone()));
@@ -216,31 +210,60 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         let _ = stop_tx.send(true);
     });
 
+    let version = tokio::select! {
+        v = wait_for_apiserver(&client, &readiness) => v,
+        _ = stopped.clone() => return Ok(()),
+    };
+    tracing::info!(
+        cloud = ?args.cloud,
+        arm = %azure.endpoints.arm_endpoint,
+        kubernetes = %version.git_version,
+        resync = ?args.resync_period,
+        namespaces = ?args.watch_namespaces,
+        "starting azureml-attach {}",
+        env!("CARGO_PKG_VERSION")
+    );
+
     if args.leader_elect {
         let identity = std::env::var("POD_NAME")
             .unwrap_or_else(|_| format!("azureml-attach-{}", std::process::id()));
-        let lease = controller::leader::Lease::new(
-            client.clone(),
-            &args.lease_namespace,
-            "azureml-attach",
-            &identity,
-        );
-        tracing::info!(namespace = %args.lease_namespace, identity, "waiting for leadership");
-        tokio::select! {
-            r = lease.acquire() => r?,
-            _ = stopped.clone() => return Ok(()),
-        }
-        tracing::info!("leading");
-        let lost = lease.hold(stopped.clone());
-        let stop = stopped.clone();
-        let settings = settings(&args);
-        controller::run(client, azure, metrics, settings, readiness, async move {
+        // Losing the lease (e.g. the API server was away for longer than the lease) stops the
+        // controllers and waits for it again, in the same process.
+        loop {
+            let lease = controller::leader::Lease::new(
+                client.clone(),
+                &args.lease_namespace,
+                "azureml-attach",
+                &identity,
+            );
+            tracing::info!(namespace = %args.lease_namespace, identity, "waiting for leadership");
             tokio::select! {
-                _ = lost => tracing::warn!("lost the lease: stopping"),
-                _ = stop => {}
+                () = lease.acquire() => {}
+                _ = stopped.clone() => break,
             }
-        })
-        .await;
+            tracing::info!("leading");
+            let lost = lease.hold(stopped.clone());
+            let stop = stopped.clone();
+            let settings = settings(&args);
+            readiness.set_ready(false);
+            controller::run(
+                client.clone(),
+                azure.clone(),
+                metrics.clone(),
+                settings,
+                readiness.clone(),
+                async move {
+                    tokio::select! {
+                        _ = lost => tracing::warn!("lost the lease: stopping the controllers"),
+                        _ = stop => {}
+                    }
+                },
+            )
+            .await;
+            if *stop_rx.borrow() {
+                break;
+            }
+        }
     } else {
         controller::run(
             client,
@@ -255,6 +278,29 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     let _ = admin_task.await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Asks the API server for its version until it answers, with back-off (1 s doubling to 30 s):
+/// started during an outage, the process waits instead of exiting into a restart back-off.
+async fn wait_for_apiserver(
+    client: &kube::Client,
+    readiness: &Readiness,
+) -> k8s_openapi::apimachinery::pkg::version::Info {
+    let mut delay = Duration::from_secs(1);
+    loop {
+        match client.apiserver_version().await {
+            Ok(v) => {
+                readiness.api_reachable(true);
+                return v;
+            }
+            Err(error) => {
+                readiness.api_reachable(false);
+                tracing::warn!(%error, retry_in = ?delay, "cannot reach the API server");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
 }
 
 fn settings(args: &RunArgs) -> ControllerSettings {

@@ -31,19 +31,26 @@ impl Lease {
         }
     }
 
-    /// Waits until this process holds the lease.
-    pub async fn acquire(&self) -> Result<(), kube::Error> {
+    /// Waits until this process holds the lease. API errors (an unreachable API server) are
+    /// retried: a standby waits an outage out instead of exiting.
+    pub async fn acquire(&self) {
         loop {
-            if self.try_acquire().await? {
-                return Ok(());
+            match self.try_acquire().await {
+                Ok(true) => return,
+                Ok(false) => {}
+                Err(error) => tracing::warn!(%error, "cannot read the lease; retrying"),
             }
             tokio::time::sleep(RETRY).await;
         }
     }
 
-    /// Renews the lease until `stop` completes (then releases it) or renewal fails (lost).
+    /// Renews the lease until `stop` completes (then releases it) or it is lost: another
+    /// holder took it, or no renewal succeeded for a whole lease duration (then a standby may
+    /// already lead, so this process must stop acting).
     pub async fn hold(self, stop: impl Future<Output = ()> + Send + 'static) {
         tokio::pin!(stop);
+        let mut renewed = std::time::Instant::now();
+        let lease = Duration::from_secs(LEASE_SECONDS.unsigned_abs().into());
         loop {
             tokio::select! {
                 _ = &mut stop => {
@@ -52,8 +59,12 @@ impl Lease {
                 }
                 _ = tokio::time::sleep(RENEW) => {
                     match self.try_acquire().await {
-                        Ok(true) => {}
+                        Ok(true) => renewed = std::time::Instant::now(),
                         Ok(false) => return,
+                        Err(error) if renewed.elapsed() >= lease => {
+                            tracing::warn!(%error, "no lease renewal for a whole lease duration: stepping down");
+                            return;
+                        }
                         Err(error) => {
                             tracing::warn!(%error, "cannot renew the lease");
                         }

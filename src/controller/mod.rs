@@ -106,7 +106,7 @@ struct Pending {
     states: Vec<(&'static str, StateSource)>,
     starters: Vec<Starter>,
     /// Watches to drive (one per resource type and namespace).
-    watches: Vec<Box<dyn FnOnce(Shutdown) -> Runner + Send>>,
+    watches: Vec<Box<dyn FnOnce(Shutdown, Readiness) -> Runner + Send>>,
     /// Every store a reconcile reads.
     syncs: Vec<BoxFuture<'static, ()>>,
 }
@@ -117,7 +117,8 @@ impl Pending {
         K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + Send + Sync + 'static,
     {
         self.syncs.push(watches::ready_of(&watch.store()));
-        self.watches.push(Box::new(move |stop| watch.run(stop)));
+        self.watches
+            .push(Box::new(move |stop, health| watch.run(stop, health)));
     }
 
     /// A target controller for one namespace (or all): triggers on the target, on its
@@ -307,11 +308,12 @@ pub async fn run(
     }
     .boxed();
     let ready_stop = shutdown.clone();
+    let flag = readiness.clone();
     let became_ready = async move {
         tokio::select! {
             _ = synced.wait() => {
                 tracing::info!("every watch has listed once: reconciling");
-                readiness.set_ready(true);
+                flag.set_ready(true);
             }
             _ = ready_stop => {}
         }
@@ -321,7 +323,7 @@ pub async fn run(
     let mut runners: Vec<Runner> = pending
         .watches
         .into_iter()
-        .map(|run| run(shutdown.clone()))
+        .map(|run| run(shutdown.clone(), readiness.clone()))
         .collect();
     runners.extend(
         pending

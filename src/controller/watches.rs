@@ -16,6 +16,8 @@ use kube::Resource;
 use kube::runtime::reflector::{self, Lookup, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 
+use crate::ops::Readiness;
+
 /// A watch of `K` feeding one store and any number of subscribers.
 pub struct SharedWatch<K>
 where
@@ -64,14 +66,20 @@ where
         rx.map(Ok)
     }
 
-    /// Drives the watch until `stop` resolves.
-    pub fn run(self, stop: SharedFuture<BoxFuture<'static, ()>>) -> BoxFuture<'static, ()> {
+    /// Drives the watch until `stop` resolves, telling `health` whether the API server answers
+    /// (any event is an answer; a watch error is not).
+    pub fn run(
+        self,
+        stop: SharedFuture<BoxFuture<'static, ()>>,
+        health: Readiness,
+    ) -> BoxFuture<'static, ()> {
         let Self {
             writer,
             events,
             subscribers,
             ..
         } = self;
+        let events = events.inspect(move |e| health.api_reachable(e.is_ok()));
         let fan_out = reflector::reflector(writer, events)
             .touched_objects()
             .for_each(move |r| {
@@ -83,7 +91,7 @@ where
                         }
                     }
                     // The watcher backs off and resumes by itself; the error is only logged.
-                    Err(error) => tracing::warn!(%error, "watch error; retrying"),
+                    Err(error) => tracing::debug!(%error, "watch error; retrying"),
                 }
                 std::future::ready(())
             });

@@ -6,8 +6,9 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::State;
@@ -21,24 +22,85 @@ use super::metrics::Metrics;
 /// OpenMetrics content type.
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// The readiness flag; cheap to clone, shared by the controller and the server.
-#[derive(Clone, Debug, Default)]
-pub struct Readiness(Arc<AtomicBool>);
+/// Readiness and liveness, shared by the controller and the server; cheap to clone.
+///
+/// Ready = every store has listed once *and* the API server answers. An unreachable API server
+/// makes the process not ready but keeps it live: it waits the outage out (watches back off and
+/// resume) instead of exiting into a restart back-off. Only an outage longer than the
+/// configured limit fails `/healthz`, so the kubelet restarts a process that may be wedged.
+#[derive(Clone, Debug)]
+pub struct Readiness(Arc<Flags>);
+
+#[derive(Debug)]
+struct Flags {
+    synced: AtomicBool,
+    api_down_since: Mutex<Option<Instant>>,
+    outage_limit: Duration,
+}
+
+impl Default for Readiness {
+    fn default() -> Self {
+        Self::with_outage_limit(Duration::from_secs(300))
+    }
+}
 
 impl Readiness {
-    /// Not ready.
+    /// Not ready; live through API-server outages of up to 5 minutes.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Sets the flag (true once the controller's caches have synced).
-    pub fn set_ready(&self, ready: bool) {
-        self.0.store(ready, Ordering::Release);
+    /// Not ready; `/healthz` fails once the API server was unreachable for longer than `limit`.
+    pub fn with_outage_limit(limit: Duration) -> Self {
+        Self(Arc::new(Flags {
+            synced: AtomicBool::new(false),
+            api_down_since: Mutex::new(None),
+            outage_limit: limit,
+        }))
     }
 
-    /// The flag.
+    /// Sets the flag (true once the controller's caches have synced).
+    pub fn set_ready(&self, ready: bool) {
+        self.0.synced.store(ready, Ordering::Release);
+    }
+
+    /// Records whether the last call to the API server got an answer. The first failure of an
+    /// outage is logged; so is the recovery.
+    pub fn api_reachable(&self, reachable: bool) {
+        let mut since = self
+            .0
+            .api_down_since
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match (reachable, *since) {
+            (true, Some(t)) => {
+                tracing::info!(outage = ?t.elapsed(), "the API server answers again");
+                *since = None;
+            }
+            (false, None) => {
+                tracing::warn!("the API server is unreachable: not ready, retrying with back-off");
+                *since = Some(Instant::now());
+            }
+            _ => {}
+        }
+    }
+
+    fn api_down_for(&self) -> Option<Duration> {
+        self.0
+            .api_down_since
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .map(|t| t.elapsed())
+    }
+
+    /// Ready: synced and the API server answers.
     pub fn is_ready(&self) -> bool {
-        self.0.load(Ordering::Acquire)
+        self.0.synced.load(Ordering::Acquire) && self.api_down_for().is_none()
+    }
+
+    /// Live unless the API server has been unreachable for longer than the limit.
+    pub fn is_live(&self) -> bool {
+        self.api_down_for().is_none_or(|d| d <= self.0.outage_limit)
     }
 }
 
@@ -58,8 +120,16 @@ pub fn router(metrics: Arc<Metrics>, readiness: Readiness) -> Router {
         .with_state(AdminState { metrics, readiness })
 }
 
-async fn healthz() -> &'static str {
-    "ok\n"
+async fn healthz(State(state): State<AdminState>) -> Response {
+    if state.readiness.is_live() {
+        (StatusCode::OK, "ok\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the API server has been unreachable for longer than --apiserver-outage-limit\n",
+        )
+            .into_response()
+    }
 }
 
 async fn readyz(State(state): State<AdminState>) -> Response {
@@ -116,6 +186,17 @@ impl AdminServer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_outage_longer_than_the_limit_fails_liveness() {
+        let r = Readiness::with_outage_limit(Duration::ZERO);
+        assert!(r.is_live());
+        r.api_reachable(false);
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(!r.is_live() && !r.is_ready());
+        r.api_reachable(true);
+        assert!(r.is_live());
+    }
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     async fn get(addr: SocketAddr, path: &str) -> String {
@@ -144,6 +225,12 @@ mod tests {
         assert!(get(addr, "/healthz").await.starts_with("HTTP/1.1 200"));
         assert!(get(addr, "/readyz").await.starts_with("HTTP/1.1 503"));
         readiness.set_ready(true);
+        assert!(get(addr, "/readyz").await.starts_with("HTTP/1.1 200"));
+        // An API-server outage: not ready, still live (below the limit).
+        readiness.api_reachable(false);
+        assert!(get(addr, "/readyz").await.starts_with("HTTP/1.1 503"));
+        assert!(get(addr, "/healthz").await.starts_with("HTTP/1.1 200"));
+        readiness.api_reachable(true);
         assert!(get(addr, "/readyz").await.starts_with("HTTP/1.1 200"));
         let metrics = get(addr, "/metrics").await;
         assert!(

@@ -126,6 +126,31 @@ impl TestEnv {
     /// Stops the processes and removes the directory now (same as dropping).
     pub fn stop(self) {}
 
+    /// Stops kube-apiserver only (etcd and the controller manager keep running), for outage
+    /// tests. Use a private [`TestEnv::start`] for this, never the shared global one.
+    pub fn stop_apiserver(&self) {
+        self.plane.stop_apiserver();
+    }
+
+    /// Starts kube-apiserver again (same port, same etcd) and waits until it answers.
+    ///
+    /// # Panics
+    /// If it cannot be started or does not answer within 60 s.
+    pub async fn start_apiserver(&self) {
+        self.plane
+            .start_apiserver()
+            .unwrap_or_else(|err| panic!("testenv: restarting kube-apiserver: {err}"));
+        let client = self.client();
+        let start = std::time::Instant::now();
+        while client.apiserver_version().await.is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "testenv: kube-apiserver did not answer within 60 s after a restart"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// The admin kubeconfig (client certificate in group `system:masters`).
     pub fn kubeconfig_path(&self) -> &Path {
         &self.plane.kubeconfig_path

@@ -67,7 +67,9 @@ pub(crate) struct ControlPlane {
     /// When (since the start began) the API server was ready and namespace `default` existed.
     pub apiserver_ready: Duration,
     // The children's handles; they are stopped by pid through the cleanup registry.
-    _processes: Vec<Process>,
+    processes: std::sync::Mutex<Vec<Process>>,
+    /// How to start the API server again after [`ControlPlane::stop_apiserver`].
+    apiserver_command: (PathBuf, Vec<String>),
 }
 
 impl Drop for ControlPlane {
@@ -160,12 +162,16 @@ fn launch(
         &etcd_args(dir, &etcd_url, &format!("http://127.0.0.1:{peer_port}")),
         dir.join("etcd.log"),
     )?];
+    let apiserver_command = (
+        bin_dir.join("kube-apiserver"),
+        apiserver_args(dir, &files, &etcd_url, apiserver_port),
+    );
     processes.push(process::spawn(
         id,
         "kube-apiserver",
         StopOrder::Early,
-        &bin_dir.join("kube-apiserver"),
-        &apiserver_args(dir, &files, &etcd_url, apiserver_port),
+        &apiserver_command.0,
+        &apiserver_command.1,
         dir.join("kube-apiserver.log"),
     )?);
     processes.push(process::spawn(
@@ -208,8 +214,58 @@ fn launch(
         admin_config,
         startup: began.elapsed(),
         apiserver_ready,
-        _processes: processes,
+        processes: std::sync::Mutex::new(processes),
+        apiserver_command,
     })
+}
+
+impl ControlPlane {
+    fn lock_processes(&self) -> std::sync::MutexGuard<'_, Vec<Process>> {
+        self.processes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Stops kube-apiserver (SIGTERM, then SIGKILL after the grace period); etcd and the
+    /// controller manager keep running, so the cluster's state survives.
+    pub(crate) fn stop_apiserver(&self) {
+        let mut processes = self.lock_processes();
+        for p in processes.iter_mut().filter(|p| p.name == "kube-apiserver") {
+            if p.exited().is_some() {
+                continue;
+            }
+            if let Ok(pid) = i32::try_from(p.child.id()) {
+                // SAFETY: kill(2) on a child this crate started and has not reaped.
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+            }
+            let start = Instant::now();
+            while p.exited().is_none() && start.elapsed() < Duration::from_secs(10) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if p.exited().is_none() {
+                let _ = p.child.kill();
+                let _ = p.child.wait();
+            }
+        }
+        processes.retain_mut(|p| p.name != "kube-apiserver" || p.exited().is_none());
+    }
+
+    /// Starts kube-apiserver again with the same arguments and port (after
+    /// [`ControlPlane::stop_apiserver`]); its log goes to `kube-apiserver.<n>.log`.
+    pub(crate) fn start_apiserver(&self) -> Result<(), Error> {
+        let mut processes = self.lock_processes();
+        let n = processes.len();
+        let process = process::spawn(
+            self.id,
+            "kube-apiserver",
+            StopOrder::Early,
+            &self.apiserver_command.0,
+            &self.apiserver_command.1,
+            self.dir.join(format!("kube-apiserver.{n}.log")),
+        )?;
+        processes.push(process);
+        Ok(())
+    }
 }
 
 /// Paths of the PKI files the processes read.

@@ -37,8 +37,13 @@ fn repo() -> PathBuf {
 
 /// CRDs from crds/ and RBAC from deploy/base/rbac.yaml, once per test binary.
 pub async fn install(env: &'static TestEnv) {
-    INSTALLED
-        .get_or_init(|| async {
+    INSTALLED.get_or_init(|| install_now(env)).await;
+}
+
+/// CRDs and RBAC into `env` (a private control plane; the global one uses [`install`]).
+pub async fn install_now(env: &TestEnv) {
+    {
+        {
             env.apply_yaml(
                 None,
                 &format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {OPERATOR_NS}\n"),
@@ -58,8 +63,8 @@ pub async fn install(env: &'static TestEnv) {
             env.apply_file(None, repo().join("deploy/base/rbac.yaml"))
                 .await
                 .expect("rbac");
-        })
-        .await;
+        }
+    }
 }
 
 /// One test's world: a namespace with an MLWorkspace (client secret) and its own emulator.
@@ -79,6 +84,16 @@ impl World {
     pub async fn with_config(prefix: &str, config: EmulatorConfig) -> World {
         let env = TestEnv::global();
         install(env).await;
+        Self::on(env, prefix, config).await
+    }
+
+    /// A world on a private control plane (for tests that stop its API server).
+    pub async fn on_private(env: &'static TestEnv, prefix: &str) -> World {
+        install_now(env).await;
+        Self::on(env, prefix, EmulatorConfig::default()).await
+    }
+
+    async fn on(env: &'static TestEnv, prefix: &str, config: EmulatorConfig) -> World {
         let emu = azureml_emulator::spawn(config).await.expect("emulator");
         let control = emu.control().expect("control client");
         let ns = env.create_namespace(prefix).await;
@@ -222,6 +237,18 @@ impl Operator {
             .env
             .service_account_kubeconfig(OPERATOR_NS, OPERATOR_SA)
             .await;
+        Self::start_with(world, &kubeconfig, namespaces, extra_env, resync)
+    }
+
+    /// Like [`Operator::start`] with a kubeconfig made earlier (e.g. before the API server
+    /// was stopped).
+    pub fn start_with(
+        world: &World,
+        kubeconfig: &std::path::Path,
+        namespaces: &[&str],
+        extra_env: &[(&str, &str)],
+        resync: &str,
+    ) -> Operator {
         let log = world
             .env
             .dir()
@@ -238,7 +265,7 @@ impl Operator {
             .args(["--watch-namespaces", &namespaces.join(",")])
             .args(["--resync-period", resync])
             .args(["--admin-addr", "127.0.0.1:0"])
-            .env("KUBECONFIG", &kubeconfig)
+            .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "info,azureml_attach=debug")
             .env_remove("AZURE_CLIENT_ID")
             .env_remove("AZURE_TENANT_ID")
@@ -253,6 +280,35 @@ impl Operator {
         Operator {
             child: Some(child),
             log,
+        }
+    }
+
+    /// Whether the process is still running (not exited).
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// The admin server's address, from the JSON log line "admin server listening" (start the
+    /// operator with `LOG_FORMAT=json`).
+    pub async fn admin_addr(&self) -> String {
+        let start = Instant::now();
+        loop {
+            let found = self.logs().lines().find_map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).ok()?;
+                (v["message"] == "admin server listening")
+                    .then(|| v["addr"].as_str().map(str::to_owned))?
+            });
+            if let Some(a) = found {
+                return a;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "no admin address in log:\n{}",
+                tail(&self.logs())
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 

@@ -7,6 +7,7 @@ mod lifecycle;
 mod measure;
 mod memory;
 mod ops;
+mod outage;
 mod rules;
 mod secrets;
 mod validation;

@@ -1,6 +1,6 @@
 //! The process itself: admin endpoints, JSON logs via env fallbacks, clean SIGTERM shutdown.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use azureml_attach::api::RemoteVmTarget;
 
@@ -12,23 +12,7 @@ async fn serves_healthz_readyz_metrics_logs_json_and_stops_cleanly_on_sigterm() 
     let w = World::new("e2e-ops").await;
     let mut op = Operator::start(&w, &[&w.ns], &[("LOG_FORMAT", "json")], "3s").await;
     // The admin address is in the first JSON log lines.
-    let start = Instant::now();
-    let addr = loop {
-        let found = op.logs().lines().find_map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).ok()?;
-            (v["message"] == "admin server listening")
-                .then(|| v["addr"].as_str().map(str::to_owned))?
-        });
-        if let Some(a) = found {
-            break a;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "no admin address in log:\n{}",
-            tail(&op.logs())
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let addr = op.admin_addr().await;
     w.apply(&vm_yaml("ops-vm", VM1, 22)).await;
     wait_reason(
         &w.api::<RemoteVmTarget>(),

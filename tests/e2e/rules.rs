@@ -534,7 +534,10 @@ async fn rule9_missing_workspace_blocks_detach_until_orphan_releases_it() {
         if msg.contains("deletionPolicy: Orphan") {
             break;
         }
-        assert!(start.elapsed() < T, "the message says how to get out: {msg}");
+        assert!(
+            start.elapsed() < T,
+            "the message says how to get out: {msg}"
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     api.patch(
