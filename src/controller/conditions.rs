@@ -141,6 +141,14 @@ impl std::fmt::Display for Reason {
     }
 }
 
+/// The current time at the precision Kubernetes stores (`metav1.Time` is whole seconds). A
+/// status built with finer times never equals the one read back, so "unchanged" would never
+/// match and every pass would write the status again.
+pub fn now() -> Time {
+    let t = k8s_openapi::jiff::Timestamp::now();
+    Time(k8s_openapi::jiff::Timestamp::from_second(t.as_second()).unwrap_or(t))
+}
+
 /// Builds the `Ready` condition, keeping `lastTransitionTime` when the status is unchanged
 /// (so re-writing the same status is a no-op and does not trigger another reconcile).
 pub fn ready_condition(
@@ -176,6 +184,13 @@ pub fn set_condition(conditions: &mut Vec<Condition>, condition: Condition) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn now_round_trips_through_the_wire_format() {
+        let t = now();
+        let back: Time = serde_json::from_value(serde_json::to_value(&t).unwrap()).unwrap();
+        assert_eq!(back, t);
+    }
 
     #[test]
     fn every_reason_round_trips_and_is_documented() {

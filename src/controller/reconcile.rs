@@ -947,6 +947,7 @@ impl<K: AttachTarget> Pass<'_, K> {
             "kind": K::kind(&()),
             "status": self.status,
         });
+        tracing::debug!("writing status");
         match api
             .patch_status(
                 &self.obj.name_any(),
@@ -969,7 +970,7 @@ fn unreachable_step() -> Result<Step, ArmError> {
 }
 
 fn now() -> Time {
-    Time(k8s_openapi::jiff::Timestamp::now())
+    crate::controller::conditions::now()
 }
 
 fn after(d: Duration) -> Time {

@@ -6,7 +6,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
@@ -89,7 +88,7 @@ async fn cleanup(ws: &MLWorkspace, ctx: &Context) -> Result<Action, Error> {
     let old = ws.status.clone().unwrap_or_default();
     let mut status = old.clone();
     let previous = old.conditions.iter().find(|c| c.type_ == "Ready").cloned();
-    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let now = crate::controller::conditions::now();
     set_condition(
         &mut status.conditions,
         ready_condition(
@@ -242,7 +241,7 @@ async fn reconcile_inner(ws: &MLWorkspace, ctx: &Context) -> Result<Action, Erro
     status.secret_resource_version = secret_rv;
     status.observed_generation = ws.meta().generation;
     let previous = old.conditions.iter().find(|c| c.type_ == "Ready").cloned();
-    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let now = crate::controller::conditions::now();
     set_condition(
         &mut status.conditions,
         ready_condition(
