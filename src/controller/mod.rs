@@ -8,6 +8,7 @@ pub mod claims;
 pub mod conditions;
 pub mod context;
 pub mod error;
+pub mod failure;
 pub mod kinds;
 pub mod leader;
 pub mod plan;

@@ -30,6 +30,7 @@ use crate::controller::claims::winner;
 use crate::controller::conditions::{Reason, ready_condition, set_condition};
 use crate::controller::context::{ConnectError, Context, workspace_ref};
 use crate::controller::error::Error;
+use crate::controller::failure::{self, Failure};
 use crate::controller::plan::{
     AttachCause, AzureView, ClaimState, ComputeSummary, Decision, Observed, SecretState,
     WorkspaceState, plan,
@@ -345,49 +346,20 @@ impl<K: AttachTarget> Pass<'_, K> {
     }
 
     async fn connect_failed(&mut self, e: ConnectError) -> Step {
-        let (reason, msg) = match &e {
-            ConnectError::SecretNotFound(_) | ConnectError::SecretKeyMissing { .. } => (
-                Reason::WorkspaceNotReady,
-                format!("the MLWorkspace's credential is unusable: {e}"),
-            ),
-            ConnectError::InvalidSpec(m) => (Reason::WorkspaceNotReady, m.clone()),
-            ConnectError::SecretNotOptedIn(_) => (
-                Reason::WorkspaceNotReady,
-                format!("the MLWorkspace's credential is unusable: {e}"),
-            ),
-            ConnectError::Credential(_) | ConnectError::Cloud(_) => (
-                Reason::CredentialRejected,
-                crate::controller::error::chain(&e),
-            ),
-            ConnectError::Kube(_) => (Reason::AzureError, crate::controller::error::chain(&e)),
+        let failure = failure::connect_for_target(&e, self.ctx.resync);
+        let msg = match failure.reason {
+            Reason::WorkspaceNotReady => {
+                format!("the MLWorkspace's credential is unusable: {e}")
+            }
+            _ => crate::controller::error::chain(&e),
         };
-        self.report(reason, msg).await
+        self.report(failure.reason, msg).await
     }
 
-    /// Maps an ARM error to a condition and a delay (rule 11). Never a hot loop.
+    /// Maps an ARM error to a condition and a delay (rule 11, one table in `failure.rs`).
     async fn arm_failed(&mut self, wsr: &WorkspaceRef, e: ArmError) -> Step {
         let msg = crate::controller::error::chain(&e);
-        let (reason, delay) = match e.kind() {
-            ArmErrorKind::Throttled => (
-                Reason::Throttled,
-                e.retry_after().unwrap_or(Duration::from_secs(10)),
-            ),
-            ArmErrorKind::NotFound => (
-                Reason::WorkspaceNotFound,
-                self.ctx.resync.max(Duration::from_secs(60)),
-            ),
-            ArmErrorKind::Unauthorized | ArmErrorKind::Forbidden | ArmErrorKind::Credential => (
-                Reason::CredentialRejected,
-                self.ctx.resync.max(Duration::from_secs(60)),
-            ),
-            ArmErrorKind::BadRequest | ArmErrorKind::InvalidOperationUrl => {
-                (Reason::InvalidSpec, Duration::from_secs(300))
-            }
-            _ => (
-                Reason::AzureError,
-                e.retry_after().unwrap_or(TRANSIENT_RETRY),
-            ),
-        };
+        let Failure { reason, delay } = failure::arm(&e, self.ctx.resync);
         if reason == Reason::WorkspaceNotFound {
             self.ctx.cache.invalidate(wsr).await;
         }

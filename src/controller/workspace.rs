@@ -16,10 +16,10 @@ use crate::api::{
     BatchTarget, DataLakeAnalyticsTarget, DatabricksTarget, FIELD_MANAGER, HdInsightTarget,
     MLWorkspace, MLWorkspaceStatus, RemoteVmTarget, WORKSPACE_FINALIZER,
 };
-use crate::azure::ArmErrorKind;
 use crate::controller::conditions::{Reason, ready_condition, set_condition};
-use crate::controller::context::{ConnectError, Context, workspace_ref};
+use crate::controller::context::{Context, workspace_ref};
 use crate::controller::error::{Error, chain};
+use crate::controller::failure::{self, Failure};
 use crate::controller::secrets::Credential;
 use crate::controller::target::AttachTarget;
 
@@ -190,15 +190,8 @@ async fn reconcile_inner(ws: &MLWorkspace, ctx: &Context) -> Result<Action, Erro
     }
     let (reason, message, delay) = match ctx.arm_for(ws).await {
         Err(e) => {
-            let reason = match &e {
-                ConnectError::SecretNotFound(_) => Reason::SecretNotFound,
-                ConnectError::SecretKeyMissing { .. } => Reason::SecretKeyMissing,
-                ConnectError::SecretNotOptedIn(_) => Reason::SecretNotLabeled,
-                ConnectError::InvalidSpec(_) => Reason::InvalidSpec,
-                ConnectError::Credential(_) | ConnectError::Cloud(_) => Reason::CredentialRejected,
-                ConnectError::Kube(_) => Reason::AzureError,
-            };
-            (reason, chain(&e), ctx.resync.max(Duration::from_secs(60)))
+            let f = failure::connect(&e, ctx.resync);
+            (f.reason, chain(&e), f.delay)
         }
         Ok(arm) => match arm.get_workspace(&workspace_ref(ws)).await {
             Ok(found) => {
@@ -218,22 +211,7 @@ async fn reconcile_inner(ws: &MLWorkspace, ctx: &Context) -> Result<Action, Erro
                 )
             }
             Err(e) => {
-                let (reason, delay) = match e.kind() {
-                    ArmErrorKind::NotFound => (Reason::WorkspaceNotFound, Duration::from_secs(120)),
-                    ArmErrorKind::Unauthorized
-                    | ArmErrorKind::Forbidden
-                    | ArmErrorKind::Credential => {
-                        (Reason::CredentialRejected, Duration::from_secs(120))
-                    }
-                    ArmErrorKind::Throttled => (
-                        Reason::Throttled,
-                        e.retry_after().unwrap_or(Duration::from_secs(10)),
-                    ),
-                    _ => (
-                        Reason::AzureError,
-                        e.retry_after().unwrap_or(Duration::from_secs(15)),
-                    ),
-                };
+                let Failure { reason, delay } = failure::arm(&e, ctx.resync);
                 (reason, chain(&e), delay)
             }
         },
