@@ -6,14 +6,15 @@
 //! - **The bearer token stays home.** Async-operation URLs and `nextLink`s are called only if
 //!   their origin is the ARM endpoint's; redirects are never followed.
 //! - **ARM is a shared budget.** Every request first takes a token from the client-side bucket
-//!   of its subscription and class; a 429 pauses that bucket for `Retry-After` and is returned
-//!   as [`ArmError::Throttled`] so the controller requeues (no worker sleeps for long).
+//!   of its subscription and class; every answer's `x-ms-ratelimit-remaining-*` count is fed
+//!   back to that bucket; a 429 is logged (info), pauses the bucket for `Retry-After` and is
+//!   returned as [`ArmError::Throttled`] so the controller requeues (no worker sleeps for long).
 //! - **GETs retry once, quickly,** on connection errors and 5xx; writes never retry here.
 //! - Logs (debug) carry the operation, status and `x-ms-request-id`; never headers or bodies.
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use azure_core::credentials::TokenCredential;
 use backon::{ConstantBuilder, Retryable};
@@ -23,7 +24,8 @@ use serde::de::DeserializeOwned;
 use url::Url;
 
 use super::cloud::{AzureConfig, CloudEndpoints};
-use super::error::ArmError;
+use super::error::{ArmError, AzureFault};
+use super::headers::{self, BudgetScope, header_str, remaining_reports};
 use super::models::{
     ComputeResource, ComputeSecrets, OperationState, OperationStatus,
     PaginatedComputeResourcesList, Workspace,
@@ -33,8 +35,6 @@ use crate::ops::metrics::Metrics;
 
 /// Delay before the single retry of a failed GET.
 const GET_RETRY_DELAY: Duration = Duration::from_millis(300);
-/// Longest `Retry-After` we honour as given (a bogus huge value must not park a target forever).
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 /// Upper bound on pages followed by one LIST (a `nextLink` loop must end).
 const MAX_PAGES: usize = 1000;
 
@@ -487,22 +487,26 @@ impl ArmClient {
         body: Option<Vec<u8>>,
     ) -> Result<RawResponse, ArmError> {
         let inner = &self.inner;
-        let max_wait = inner.throttle.config().max_wait;
-        let waited =
-            match inner
-                .throttle
-                .reserve_within_at(subscription, class, max_wait, Instant::now())
-            {
-                Ok(wait) => wait,
-                Err(wait) => {
-                    self.record_throttled(class);
-                    return Err(ArmError::Throttled {
-                        operation,
-                        retry_after: wait,
-                        client_side: true,
-                    });
-                }
-            };
+        // The ticket keeps this request counted as outstanding until its answer is in (or it
+        // is dropped: transport error, cancelled reconcile), see `Throttle::admit_at`.
+        let (waited, ticket) = match inner.throttle.admit(subscription, class) {
+            Ok(admitted) => admitted,
+            Err(wait) => {
+                self.record_throttled(class);
+                tracing::debug!(
+                    operation,
+                    %class,
+                    subscription,
+                    wait_ms = wait.as_millis() as u64,
+                    "client-side ARM budget spent; not sending"
+                );
+                return Err(ArmError::Throttled {
+                    operation,
+                    retry_after: wait,
+                    client_side: true,
+                });
+            }
+        };
         if !waited.is_zero() {
             tokio::time::sleep(waited).await;
         }
@@ -551,6 +555,10 @@ impl ArmClient {
         };
         let status = response.status();
         let headers = response.headers().clone();
+        // ARM counts every answered request, errors included: feed its count back first.
+        let reports = remaining_reports(&headers);
+        self.record_remaining(&reports);
+        ticket.answered(&reports);
         let body = match response.bytes().await {
             Ok(b) => b,
             Err(e) => {
@@ -583,6 +591,21 @@ impl ArmClient {
         let retry_after = retry_after(&headers);
         let err = ArmError::from_status(operation, status.as_u16(), &body, retry_after);
         if let ArmError::Throttled { retry_after, .. } = &err {
+            // Info, not debug: a 429 means our budget and ARM's disagree, which an operator
+            // wants to see without turning on debug logs. No URL (signed) and no headers.
+            tracing::info!(
+                operation,
+                %class,
+                subscription,
+                retry_after_secs = retry_after.as_secs_f64(),
+                remaining = reports
+                    .iter()
+                    .find(|r| r.class == class && r.scope == BudgetScope::Principal)
+                    .map(|r| r.remaining),
+                // Some RPs use 429 for transient conflicts (CONTRACT §9): the code tells.
+                code = %AzureFault::from_body(&body).code,
+                "ARM throttled the request (429); pausing this subscription's {class} budget"
+            );
             inner
                 .throttle
                 .on_throttled(subscription, class, *retry_after);
@@ -594,6 +617,14 @@ impl ArmClient {
     fn record(&self, operation: &str, status: Option<u16>, elapsed: Duration) {
         if let Some(m) = &self.inner.metrics {
             m.arm_request(operation, status, elapsed);
+        }
+    }
+
+    fn record_remaining(&self, reports: &[headers::RemainingReport]) {
+        if let Some(m) = &self.inner.metrics {
+            for r in reports.iter().filter(|r| r.scope == BudgetScope::Principal) {
+                m.arm_ratelimit_remaining(r.class.as_str(), r.remaining);
+            }
         }
     }
 
@@ -625,21 +656,9 @@ fn parse_operation_body(body: &[u8]) -> Result<OperationStatus, ArmError> {
     }
 }
 
-fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-}
-
-/// `Retry-After` in seconds (ARM never sends the HTTP-date form), capped.
+/// `Retry-After` of a response, relative to the wall clock (the HTTP-date form needs it).
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let secs: f64 = header_str(headers, "retry-after")?.parse().ok()?;
-    if !secs.is_finite() || secs < 0.0 {
-        return None;
-    }
-    Some(Duration::from_secs_f64(secs).min(MAX_RETRY_AFTER))
+    headers::retry_after(headers, SystemTime::now())
 }
 
 /// The subscription id in an ARM URL path (`/subscriptions/{id}/…`), for the throttle key.
@@ -778,21 +797,6 @@ mod tests {
             HeaderValue::from_static("https://elsewhere/async"),
         );
         assert_eq!(c.operation_url(&headers), None);
-    }
-
-    #[test]
-    fn retry_after_parsing() {
-        let mut headers = HeaderMap::new();
-        assert_eq!(retry_after(&headers), None);
-        headers.insert("retry-after", HeaderValue::from_static("15"));
-        assert_eq!(retry_after(&headers), Some(Duration::from_secs(15)));
-        headers.insert("retry-after", HeaderValue::from_static("999999"));
-        assert_eq!(retry_after(&headers), Some(MAX_RETRY_AFTER));
-        headers.insert(
-            "retry-after",
-            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
-        );
-        assert_eq!(retry_after(&headers), None);
     }
 
     #[test]
