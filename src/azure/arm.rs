@@ -212,7 +212,7 @@ impl ArmClient {
 
     /// GET the workspace (404 → [`ArmError::NotFound`]).
     pub async fn get_workspace(&self, ws: &WorkspaceRef) -> Result<Workspace, ArmError> {
-        let url = self.url(ws, &[], &[]);
+        let url = self.url(ws, &[], &[])?;
         let resp = self
             .execute(
                 op::WORKSPACE_GET,
@@ -227,7 +227,7 @@ impl ArmClient {
 
     /// LIST every compute of the workspace, following `nextLink`.
     pub async fn list_computes(&self, ws: &WorkspaceRef) -> Result<Vec<ComputeResource>, ArmError> {
-        let mut url = self.url(ws, &["computes"], &[]);
+        let mut url = self.url(ws, &["computes"], &[])?;
         let mut all = Vec::new();
         for _ in 0..MAX_PAGES {
             let resp = self
@@ -252,7 +252,7 @@ impl ArmClient {
         ws: &WorkspaceRef,
         name: &str,
     ) -> Result<Option<ComputeResource>, ArmError> {
-        let url = self.url(ws, &["computes", name], &[]);
+        let url = self.url(ws, &["computes", name], &[])?;
         match self
             .execute(op::GET, Method::GET, url, &ws.subscription_id, None)
             .await
@@ -270,7 +270,7 @@ impl ArmClient {
         name: &str,
         resource: &ComputeResource,
     ) -> Result<Lro, ArmError> {
-        let url = self.url(ws, &["computes", name], &[]);
+        let url = self.url(ws, &["computes", name], &[])?;
         let body = serde_json::to_vec(resource).map_err(|source| ArmError::Decode {
             operation: op::PUT,
             source,
@@ -306,14 +306,7 @@ impl ArmClient {
         ws: &WorkspaceRef,
         name: &str,
     ) -> Result<DetachOutcome, ArmError> {
-        let url = self.url(
-            ws,
-            &["computes", name],
-            &[(
-                "underlyingResourceAction",
-                UNDERLYING_RESOURCE_ACTION_DETACH,
-            )],
-        );
+        let url = self.detach_url(ws, name)?;
         let resp = self
             .execute(op::DELETE, Method::DELETE, url, &ws.subscription_id, None)
             .await?;
@@ -333,7 +326,7 @@ impl ArmClient {
         ws: &WorkspaceRef,
         name: &str,
     ) -> Result<ComputeSecrets, ArmError> {
-        let url = self.url(ws, &["computes", name, "listKeys"], &[]);
+        let url = self.url(ws, &["computes", name, "listKeys"], &[])?;
         let resp = self
             .execute(
                 op::LIST_KEYS,
@@ -367,8 +360,43 @@ impl ArmClient {
         Ok(status)
     }
 
+    /// The DELETE URL of a detach. The only place `underlyingResourceAction` is set.
+    pub(super) fn detach_url(&self, ws: &WorkspaceRef, name: &str) -> Result<Url, ArmError> {
+        self.url(
+            ws,
+            &["computes", name],
+            &[(
+                "underlyingResourceAction",
+                UNDERLYING_RESOURCE_ACTION_DETACH,
+            )],
+        )
+    }
+
     /// `{arm}/subscriptions/…/workspaces/{ws}/{extra…}?api-version=V&{query…}`.
-    fn url(&self, ws: &WorkspaceRef, extra: &[&str], query: &[(&str, &str)]) -> Url {
+    ///
+    /// Names are percent-encoded, but `url` silently drops `.` and `..` segments, and an empty
+    /// one changes the path's shape: `computes/..` would address the workspace's compute list
+    /// instead of a compute. Such names are refused rather than sent somewhere else.
+    fn url(
+        &self,
+        ws: &WorkspaceRef,
+        extra: &[&str],
+        query: &[(&str, &str)],
+    ) -> Result<Url, ArmError> {
+        let names = [
+            ws.subscription_id.as_str(),
+            &ws.resource_group,
+            &ws.workspace_name,
+        ];
+        if let Some(bad) = names
+            .into_iter()
+            .chain(extra.iter().copied())
+            .find(|s| matches!(*s, "" | "." | ".."))
+        {
+            return Err(ArmError::InvalidOperationUrl {
+                reason: format!("{bad:?} is not a valid name in an ARM resource path"),
+            });
+        }
         let mut url = self.inner.endpoints.arm_endpoint.clone();
         {
             // `arm_endpoint` is a validated https base URL, so it can be a base.
@@ -386,11 +414,15 @@ impl ArmClient {
                 pairs.append_pair(k, v);
             }
         }
-        url
+        Ok(url)
     }
 
     /// Parses a URL Azure gave us and checks it points at the ARM endpoint.
-    fn same_origin_url(&self, raw: &str, add_api_version: bool) -> Result<Url, ArmError> {
+    pub(super) fn same_origin_url(
+        &self,
+        raw: &str,
+        add_api_version: bool,
+    ) -> Result<Url, ArmError> {
         let url = Url::parse(raw).map_err(|_| ArmError::InvalidOperationUrl {
             reason: "not a valid absolute URL".to_string(),
         })?;
@@ -641,7 +673,7 @@ fn decode<T: DeserializeOwned>(operation: &'static str, body: &[u8]) -> Result<T
 
 /// An `Azure-AsyncOperation` body has `status`; a `Location` final result (the resource, or
 /// nothing) does not, and means the operation finished.
-fn parse_operation_body(body: &[u8]) -> Result<OperationStatus, ArmError> {
+pub(super) fn parse_operation_body(body: &[u8]) -> Result<OperationStatus, ArmError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(OperationStatus::with_state(OperationState::Succeeded));
     }
@@ -728,24 +760,29 @@ mod tests {
     #[test]
     fn urls_are_built_from_the_endpoint() {
         let c = client("https://127.0.0.1:8443");
-        let url = c.url(
-            &ws(),
-            &["computes", "gpu-dsvm"],
-            &[("underlyingResourceAction", "Detach")],
-        );
+        let url = c.detach_url(&ws(), "gpu-dsvm").unwrap();
         assert_eq!(
             url.as_str(),
             "https://127.0.0.1:8443/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/ml-rg/providers/Microsoft.MachineLearningServices/workspaces/prod-workspace/computes/gpu-dsvm?api-version=2026-07-01&underlyingResourceAction=Detach"
         );
         // A path prefix on the endpoint (Azure Stack, proxies) is kept; odd names are escaped.
         let c = client("https://arm.local/prefix/");
-        let url = c.url(&ws(), &["computes", "a/b"], &[]);
+        let url = c.url(&ws(), &["computes", "a/b"], &[]).unwrap();
         assert!(url.path().starts_with("/prefix/subscriptions/"), "{url}");
         assert!(url.path().ends_with("/computes/a%2Fb"), "{url}");
         assert_eq!(
             ws().compute_id("x"),
             format!("{}/computes/x", ws().arm_id())
         );
+        // `url` would drop these segments and address something else: refused.
+        for bad in ["", ".", ".."] {
+            let err = c.detach_url(&ws(), bad).unwrap_err();
+            assert!(err.is_permanent(), "{bad:?}");
+            let mut odd = ws();
+            odd.workspace_name = bad.into();
+            assert!(c.url(&odd, &[], &[]).is_err(), "{bad:?}");
+        }
+        assert!(c.url(&ws(), &["computes", "..."], &[]).is_ok());
     }
 
     #[test]
