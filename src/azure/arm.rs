@@ -374,9 +374,10 @@ impl ArmClient {
 
     /// `{arm}/subscriptions/…/workspaces/{ws}/{extra…}?api-version=V&{query…}`.
     ///
-    /// Names are percent-encoded, but `url` silently drops `.` and `..` segments, and an empty
-    /// one changes the path's shape: `computes/..` would address the workspace's compute list
-    /// instead of a compute. Such names are refused rather than sent somewhere else.
+    /// Names are percent-encoded, but `url` silently drops `.` and `..` segments and strips
+    /// tabs and newlines (WHATWG URL rules), and an empty segment changes the path's shape:
+    /// `computes/..` would address the workspace's compute list, `ws\t` the workspace `ws`.
+    /// Such names are refused rather than sent somewhere else.
     fn url(
         &self,
         ws: &WorkspaceRef,
@@ -391,7 +392,7 @@ impl ArmClient {
         if let Some(bad) = names
             .into_iter()
             .chain(extra.iter().copied())
-            .find(|s| matches!(*s, "" | "." | ".."))
+            .find(|s| matches!(*s, "" | "." | "..") || s.chars().any(char::is_control))
         {
             return Err(ArmError::InvalidOperationUrl {
                 reason: format!("{bad:?} is not a valid name in an ARM resource path"),
@@ -782,6 +783,7 @@ mod tests {
             odd.workspace_name = bad.into();
             assert!(c.url(&odd, &[], &[]).is_err(), "{bad:?}");
         }
+        assert!(c.detach_url(&ws(), "tab\there").is_err());
         assert!(c.url(&ws(), &["computes", "..."], &[]).is_ok());
     }
 
