@@ -11,6 +11,9 @@ pub mod headers;
 pub mod models;
 pub mod throttle;
 
+#[cfg(test)]
+mod proptests;
+
 pub use arm::{ArmClient, DetachOutcome, Lro, WorkspaceRef};
 pub use cloud::{AzureConfig, AzureOptions, Cloud, CloudEndpoints, ConfigError, EndpointOverrides};
 pub use credential::{CredentialError, CredentialFactory, CredentialSpec, ManagedIdentityId};
