@@ -10,7 +10,8 @@
 //!   back to that bucket; a 429 is logged (info), pauses the bucket for `Retry-After` and is
 //!   returned as [`ArmError::Throttled`] so the controller requeues (no worker sleeps for long).
 //! - **GETs retry once, quickly,** on connection errors and 5xx; writes never retry here.
-//! - Logs (debug) carry the operation, status and `x-ms-request-id`; never headers or bodies.
+//! - Logs (debug; a 429 at info) carry the operation, status and `x-ms-request-id`; never
+//!   URLs, headers or bodies.
 
 use std::fmt;
 use std::sync::Arc;
