@@ -9,7 +9,9 @@ use clap::{Parser, Subcommand};
 use futures::FutureExt;
 
 use azureml_attach::api::all_crds;
-use azureml_attach::azure::{self, AzureConfig, AzureOptions, Cloud, EndpointOverrides};
+use azureml_attach::azure::{
+    self, AzureConfig, AzureOptions, BucketConfig, Cloud, EndpointOverrides, ThrottleConfig,
+};
 use azureml_attach::controller::{self, ControllerSettings};
 use azureml_attach::ops::{self, AdminServer, LogFormat, Metrics, Readiness};
 
@@ -87,6 +89,31 @@ struct RunArgs {
     /// keeps waiting and resumes when it answers; /readyz fails during any outage).
     #[arg(long, env = "APISERVER_OUTAGE_LIMIT", default_value = "5m", value_parser = parse_duration)]
     apiserver_outage_limit: Duration,
+    /// Client-side ARM budget for GETs per subscription, BURST/PER_SECOND (ARM allows 250/25).
+    #[arg(long, env = "ARM_THROTTLE_READS", default_value_t = ThrottleConfig::default().reads)]
+    arm_throttle_reads: BucketConfig,
+    /// Client-side ARM budget for PUTs and POSTs per subscription (ARM allows 200/10).
+    #[arg(long, env = "ARM_THROTTLE_WRITES", default_value_t = ThrottleConfig::default().writes)]
+    arm_throttle_writes: BucketConfig,
+    /// Client-side ARM budget for DELETEs per subscription (ARM allows 200/10).
+    #[arg(long, env = "ARM_THROTTLE_DELETES", default_value_t = ThrottleConfig::default().deletes)]
+    arm_throttle_deletes: BucketConfig,
+    /// Longest an ARM call waits for the client-side budget before the target is requeued.
+    #[arg(long, env = "ARM_THROTTLE_MAX_WAIT", default_value = "5s", value_parser = parse_duration)]
+    arm_throttle_max_wait: Duration,
+}
+
+impl RunArgs {
+    /// The client-side ARM budget; the start-up burst and margin keep their defaults.
+    fn throttle(&self) -> ThrottleConfig {
+        ThrottleConfig {
+            reads: self.arm_throttle_reads,
+            writes: self.arm_throttle_writes,
+            deletes: self.arm_throttle_deletes,
+            max_wait: self.arm_throttle_max_wait,
+            ..ThrottleConfig::default()
+        }
+    }
 }
 
 /// `90s`, `5m`, `1h`, `250ms`, or bare seconds.
@@ -186,7 +213,7 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         },
         extra_ca_file: args.extra_ca_file.clone(),
         api_version: Some(args.api_version.clone()),
-        throttle: Default::default(),
+        throttle: args.throttle(),
     })?;
     let client = kube::Client::try_default().await?;
     let metrics = Arc::new(Metrics::new());
@@ -333,5 +360,32 @@ mod tests {
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("5d").is_err());
+    }
+
+    fn run_args(extra: &[&str]) -> Result<RunArgs, clap::Error> {
+        let argv = ["azureml-attach", "run"].iter().chain(extra);
+        match Cli::try_parse_from(argv)?.command {
+            Command::Run(args) => Ok(*args),
+            _ => unreachable!("the run subcommand parses as Run"),
+        }
+    }
+
+    #[test]
+    fn throttle_flags() {
+        assert_eq!(run_args(&[]).unwrap().throttle(), ThrottleConfig::default());
+        let args = run_args(&[
+            "--arm-throttle-writes",
+            "100/5",
+            "--arm-throttle-max-wait",
+            "2s",
+        ])
+        .unwrap();
+        let throttle = args.throttle();
+        assert_eq!(throttle.writes, BucketConfig::new(100, 5.0));
+        assert_eq!(throttle.reads, ThrottleConfig::default().reads);
+        assert_eq!(throttle.max_wait, Duration::from_secs(2));
+        for bad in ["0/1", "100", "100/0"] {
+            assert!(run_args(&["--arm-throttle-deletes", bad]).is_err(), "{bad}");
+        }
     }
 }

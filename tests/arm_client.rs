@@ -1,6 +1,7 @@
 //! The ARM client against the in-process emulator, over real HTTPS: a client-secret token
 //! from the emulator's Entra endpoint (custom authority host + extra CA file), then workspace
-//! GET, compute LIST/GET/PUT/poll/listKeys/detach, throttling, retries and URL safety.
+//! GET, compute LIST/GET/PUT/poll/listKeys/detach, throttling (including a restart after a
+//! predecessor spent the budget), retries and URL safety.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,9 +10,10 @@ use azureml_attach::azure::models::{
     AdministratorAccount, Compute, ComputeProperties, ComputeResource, ComputeType, OperationState,
     ProvisioningState, VirtualMachineProperties,
 };
+use azureml_attach::azure::throttle::arm_limits;
 use azureml_attach::azure::{
     ArmClient, ArmError, AzureConfig, AzureOptions, Cloud, CredentialFactory, CredentialSpec,
-    DetachOutcome, EndpointOverrides, Lro, Throttle, WorkspaceRef,
+    DetachOutcome, EndpointOverrides, Lro, OpClass, Throttle, ThrottleConfig, WorkspaceRef,
 };
 use azureml_attach::ops::Metrics;
 use azureml_emulator::config::{DEFAULT_CLIENT_SECRET, DEFAULT_SECRET_CLIENT_ID, DEFAULT_TENANT};
@@ -286,6 +288,149 @@ async fn a_429_is_returned_with_retry_after_and_pauses_the_bucket() {
     let text = env.metrics.encode().unwrap();
     assert!(
         text.contains(r#"azureml_attach_arm_throttled_total{class="read"} 1"#),
+        "{text}"
+    );
+}
+
+/// Another process on the same emulator, as the same principal, with its own throttle.
+fn process(env: &Env, throttle: ThrottleConfig) -> (ArmClient, Arc<Throttle>, Arc<Metrics>) {
+    let credential = CredentialFactory::with_env(&env.config, Default::default())
+        .build(
+            &CredentialSpec::ClientSecret {
+                tenant_id: DEFAULT_TENANT.to_string(),
+                client_id: DEFAULT_SECRET_CLIENT_ID.to_string(),
+            },
+            &env.config.endpoints,
+            Some(SecretString::from(DEFAULT_CLIENT_SECRET.to_string())),
+        )
+        .unwrap();
+    let throttle = Arc::new(Throttle::new(throttle));
+    let metrics = Arc::new(Metrics::new());
+    let arm = ArmClient::new(
+        &env.config,
+        credential,
+        throttle.clone(),
+        Some(metrics.clone()),
+    );
+    (arm, throttle, metrics)
+}
+
+/// The last `x-ms-ratelimit-remaining-subscription-writes` a client saw, from its metrics.
+fn writes_remaining(metrics: &Metrics) -> Option<i64> {
+    let text = metrics.encode().unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(r#"azureml_attach_arm_ratelimit_remaining{class="write"} "#))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// A client as generous as ARM itself and with no start-up caution: the behaviour before
+/// issue 8, and a predecessor that spends as fast as it can.
+fn as_generous_as_arm() -> ThrottleConfig {
+    ThrottleConfig {
+        reads: arm_limits::READS,
+        writes: arm_limits::WRITES,
+        deletes: arm_limits::DELETES,
+        initial_fraction: 1.0,
+        margin_fraction: 0.0,
+        ..ThrottleConfig::default()
+    }
+}
+
+/// A previous process spends the emulator's write bucket (ARM's 200 / 10 per s) down to a few
+/// tokens, then a fresh process with `fresh` sends a burst of concurrent PUTs. Returns how
+/// many of them ARM answered 429, per the emulator's own log, and the fresh process's parts.
+async fn restart_burst(fresh: ThrottleConfig) -> (usize, Arc<Throttle>, Arc<Metrics>) {
+    const BURST: usize = 24;
+    let env = env().await;
+    let (previous, _, previous_metrics) = process(&env, as_generous_as_arm());
+    // listKeys is a POST, so a write; on a compute that does not exist it is a cheap 404,
+    // which ARM counts (and reports) all the same.
+    loop {
+        let err = previous.list_keys(&ws(), "nothing-here").await.unwrap_err();
+        assert!(matches!(err, ArmError::NotFound { .. }), "{err:?}");
+        let left = writes_remaining(&previous_metrics).expect("every answer reports writes");
+        if left <= 6 {
+            break;
+        }
+    }
+    env.control.clear_requests().await.unwrap();
+
+    let (arm, throttle, metrics) = process(&env, fresh);
+    let puts = (0..BURST).map(|i| {
+        let arm = arm.clone();
+        async move {
+            let body = ComputeResource {
+                location: Some("westeurope".into()),
+                properties: Some(Compute::new(
+                    ComputeType::DataLakeAnalytics,
+                    Some("/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/ml-rg/providers/Microsoft.DataLakeAnalytics/accounts/adla1".into()),
+                )),
+                ..Default::default()
+            };
+            arm.put_compute(&ws(), &format!("burst{i}x"), &body).await
+        }
+    });
+    let results = futures::future::join_all(puts).await;
+    let log = env.control.requests(None).await.unwrap();
+    let sent: Vec<_> = log
+        .entries
+        .iter()
+        .filter(|e| e.operation == "Compute_CreateOrUpdate")
+        .collect();
+    let throttled = sent.iter().filter(|e| e.status == 429).count();
+    let refused_here = results
+        .iter()
+        .filter(|r| {
+            matches!(
+                r,
+                Err(ArmError::Throttled {
+                    client_side: true,
+                    ..
+                })
+            )
+        })
+        .count();
+    assert_eq!(
+        sent.len() + refused_here,
+        BURST,
+        "every PUT was sent or refused client-side: {:?}",
+        log.counts
+    );
+    (throttled, throttle, metrics)
+}
+
+#[tokio::test]
+async fn a_fresh_process_after_a_spent_budget_gets_no_429() {
+    let (throttled, throttle, metrics) = restart_burst(ThrottleConfig::default()).await;
+    assert_eq!(throttled, 0, "the fresh process got 429s");
+    // It read ARM's count and its bucket is below it by at least the margin.
+    let reported = writes_remaining(&metrics).unwrap();
+    assert!(reported < 20, "{reported}");
+    let margin = ThrottleConfig::default().margin(OpClass::Write);
+    let available = throttle.available_at(
+        "00000000-0000-0000-0000-000000000000",
+        OpClass::Write,
+        Instant::now(),
+    );
+    assert!(
+        available <= reported as f64 - margin,
+        "{available} > {reported} - {margin}"
+    );
+    let text = metrics.encode().unwrap();
+    assert!(
+        !text.contains("azureml_attach_arm_throttled_total"),
+        "nothing throttled, not even client-side: {text}"
+    );
+}
+
+#[tokio::test]
+async fn without_start_up_caution_the_same_burst_is_throttled() {
+    // The control experiment: the burst above is big enough to matter.
+    let (throttled, _, metrics) = restart_burst(as_generous_as_arm()).await;
+    assert!(throttled > 0, "expected 429s from a full-burst start");
+    let text = metrics.encode().unwrap();
+    assert!(
+        text.contains(r#"azureml_attach_arm_throttled_total{class="write"}"#),
         "{text}"
     );
 }

@@ -351,6 +351,70 @@ async fn throttling_like_arm() {
     assert_eq!(log.counts.get("Workspaces_Get 429").copied(), Some(1));
 }
 
+/// Like ARM (FINDINGS §7-§8: RP answers, 404s included, carry the counter), every answer to an
+/// authenticated ARM request reports the class's remaining budget: successes, client errors
+/// and the 429 itself. The operator's throttle relies on it to learn ARM's count quickly.
+#[tokio::test]
+async fn every_arm_answer_reports_the_remaining_budget() {
+    let mut cfg = EmulatorConfig::fast();
+    cfg.settings.throttling.deletes = Bucket {
+        burst: 2,
+        per_second: 0.01,
+    };
+    let e = env_with(cfg).await;
+    let reads = "x-ms-ratelimit-remaining-subscription-reads";
+    let writes = "x-ms-ratelimit-remaining-subscription-writes";
+    let deletes = "x-ms-ratelimit-remaining-subscription-deletes";
+    let cases = [
+        // 404: no such compute.
+        (
+            Method::GET,
+            with_version(&compute_path("nope")),
+            None,
+            reads,
+        ),
+        // 400: no api-version.
+        (Method::GET, ws_path(), None, reads),
+        // 400: invalid body.
+        (
+            Method::PUT,
+            with_version(&compute_path("bad-body")),
+            Some(json!({"properties": {"resourceId": "/x"}})),
+            writes,
+        ),
+        // 404 from POST listKeys (a write).
+        (
+            Method::POST,
+            with_version(&format!("{}/listKeys", compute_path("nope"))),
+            None,
+            writes,
+        ),
+        // 405.
+        (Method::DELETE, with_version(&ws_path()), None, deletes),
+    ];
+    for (method, path, body, header) in cases {
+        let r = e.arm(method.clone(), &path, body.as_ref()).await;
+        assert!(r.status.is_client_error(), "{method} {path}: {}", r.status);
+        let remaining = r.header(header).unwrap_or_default();
+        assert!(
+            remaining.parse::<u32>().is_ok(),
+            "{method} {path} ({}): {header} = {remaining:?}",
+            r.status
+        );
+    }
+    // Two deletes spent the bucket (the 405 above and this 204); the 429 reports 0.
+    let path = with_version(&format!(
+        "{}?underlyingResourceAction=Detach",
+        compute_path("nope")
+    ));
+    let r = e.arm(Method::DELETE, &path, None).await;
+    assert_eq!(r.header(deletes), Some("0"), "{}", r.status);
+    let r = e.arm(Method::DELETE, &path, None).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.header(deletes), Some("0"));
+    assert!(r.header("retry-after").is_some());
+}
+
 #[tokio::test]
 async fn unknown_control_paths_and_bad_bodies() {
     let e = env().await;

@@ -6,14 +6,16 @@
 //! - **The bearer token stays home.** Async-operation URLs and `nextLink`s are called only if
 //!   their origin is the ARM endpoint's; redirects are never followed.
 //! - **ARM is a shared budget.** Every request first takes a token from the client-side bucket
-//!   of its subscription and class; a 429 pauses that bucket for `Retry-After` and is returned
-//!   as [`ArmError::Throttled`] so the controller requeues (no worker sleeps for long).
+//!   of its subscription and class; every answer's `x-ms-ratelimit-remaining-*` count is fed
+//!   back to that bucket; a 429 is logged (info), pauses the bucket for `Retry-After` and is
+//!   returned as [`ArmError::Throttled`] so the controller requeues (no worker sleeps for long).
 //! - **GETs retry once, quickly,** on connection errors and 5xx; writes never retry here.
-//! - Logs (debug) carry the operation, status and `x-ms-request-id`; never headers or bodies.
+//! - Logs (debug; a 429 at info) carry the operation, status and `x-ms-request-id`; never
+//!   URLs, headers or bodies.
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use azure_core::credentials::TokenCredential;
 use backon::{ConstantBuilder, Retryable};
@@ -23,7 +25,8 @@ use serde::de::DeserializeOwned;
 use url::Url;
 
 use super::cloud::{AzureConfig, CloudEndpoints};
-use super::error::ArmError;
+use super::error::{ArmError, AzureFault};
+use super::headers::{self, BudgetScope, header_str, remaining_reports};
 use super::models::{
     ComputeResource, ComputeSecrets, OperationState, OperationStatus,
     PaginatedComputeResourcesList, Workspace,
@@ -33,8 +36,6 @@ use crate::ops::metrics::Metrics;
 
 /// Delay before the single retry of a failed GET.
 const GET_RETRY_DELAY: Duration = Duration::from_millis(300);
-/// Longest `Retry-After` we honour as given (a bogus huge value must not park a target forever).
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 /// Upper bound on pages followed by one LIST (a `nextLink` loop must end).
 const MAX_PAGES: usize = 1000;
 
@@ -212,7 +213,7 @@ impl ArmClient {
 
     /// GET the workspace (404 → [`ArmError::NotFound`]).
     pub async fn get_workspace(&self, ws: &WorkspaceRef) -> Result<Workspace, ArmError> {
-        let url = self.url(ws, &[], &[]);
+        let url = self.url(ws, &[], &[])?;
         let resp = self
             .execute(
                 op::WORKSPACE_GET,
@@ -227,7 +228,7 @@ impl ArmClient {
 
     /// LIST every compute of the workspace, following `nextLink`.
     pub async fn list_computes(&self, ws: &WorkspaceRef) -> Result<Vec<ComputeResource>, ArmError> {
-        let mut url = self.url(ws, &["computes"], &[]);
+        let mut url = self.url(ws, &["computes"], &[])?;
         let mut all = Vec::new();
         for _ in 0..MAX_PAGES {
             let resp = self
@@ -252,7 +253,7 @@ impl ArmClient {
         ws: &WorkspaceRef,
         name: &str,
     ) -> Result<Option<ComputeResource>, ArmError> {
-        let url = self.url(ws, &["computes", name], &[]);
+        let url = self.url(ws, &["computes", name], &[])?;
         match self
             .execute(op::GET, Method::GET, url, &ws.subscription_id, None)
             .await
@@ -270,7 +271,7 @@ impl ArmClient {
         name: &str,
         resource: &ComputeResource,
     ) -> Result<Lro, ArmError> {
-        let url = self.url(ws, &["computes", name], &[]);
+        let url = self.url(ws, &["computes", name], &[])?;
         let body = serde_json::to_vec(resource).map_err(|source| ArmError::Decode {
             operation: op::PUT,
             source,
@@ -306,14 +307,7 @@ impl ArmClient {
         ws: &WorkspaceRef,
         name: &str,
     ) -> Result<DetachOutcome, ArmError> {
-        let url = self.url(
-            ws,
-            &["computes", name],
-            &[(
-                "underlyingResourceAction",
-                UNDERLYING_RESOURCE_ACTION_DETACH,
-            )],
-        );
+        let url = self.detach_url(ws, name)?;
         let resp = self
             .execute(op::DELETE, Method::DELETE, url, &ws.subscription_id, None)
             .await?;
@@ -333,7 +327,7 @@ impl ArmClient {
         ws: &WorkspaceRef,
         name: &str,
     ) -> Result<ComputeSecrets, ArmError> {
-        let url = self.url(ws, &["computes", name, "listKeys"], &[]);
+        let url = self.url(ws, &["computes", name, "listKeys"], &[])?;
         let resp = self
             .execute(
                 op::LIST_KEYS,
@@ -367,8 +361,44 @@ impl ArmClient {
         Ok(status)
     }
 
+    /// The DELETE URL of a detach. The only place `underlyingResourceAction` is set.
+    pub(super) fn detach_url(&self, ws: &WorkspaceRef, name: &str) -> Result<Url, ArmError> {
+        self.url(
+            ws,
+            &["computes", name],
+            &[(
+                "underlyingResourceAction",
+                UNDERLYING_RESOURCE_ACTION_DETACH,
+            )],
+        )
+    }
+
     /// `{arm}/subscriptions/…/workspaces/{ws}/{extra…}?api-version=V&{query…}`.
-    fn url(&self, ws: &WorkspaceRef, extra: &[&str], query: &[(&str, &str)]) -> Url {
+    ///
+    /// Names are percent-encoded, but `url` silently drops `.` and `..` segments and strips
+    /// tabs and newlines (WHATWG URL rules), and an empty segment changes the path's shape:
+    /// `computes/..` would address the workspace's compute list, `ws\t` the workspace `ws`.
+    /// Such names are refused rather than sent somewhere else.
+    fn url(
+        &self,
+        ws: &WorkspaceRef,
+        extra: &[&str],
+        query: &[(&str, &str)],
+    ) -> Result<Url, ArmError> {
+        let names = [
+            ws.subscription_id.as_str(),
+            &ws.resource_group,
+            &ws.workspace_name,
+        ];
+        if let Some(bad) = names
+            .into_iter()
+            .chain(extra.iter().copied())
+            .find(|s| matches!(*s, "" | "." | "..") || s.chars().any(char::is_control))
+        {
+            return Err(ArmError::InvalidOperationUrl {
+                reason: format!("{bad:?} is not a valid name in an ARM resource path"),
+            });
+        }
         let mut url = self.inner.endpoints.arm_endpoint.clone();
         {
             // `arm_endpoint` is a validated https base URL, so it can be a base.
@@ -386,11 +416,15 @@ impl ArmClient {
                 pairs.append_pair(k, v);
             }
         }
-        url
+        Ok(url)
     }
 
     /// Parses a URL Azure gave us and checks it points at the ARM endpoint.
-    fn same_origin_url(&self, raw: &str, add_api_version: bool) -> Result<Url, ArmError> {
+    pub(super) fn same_origin_url(
+        &self,
+        raw: &str,
+        add_api_version: bool,
+    ) -> Result<Url, ArmError> {
         let url = Url::parse(raw).map_err(|_| ArmError::InvalidOperationUrl {
             reason: "not a valid absolute URL".to_string(),
         })?;
@@ -487,22 +521,26 @@ impl ArmClient {
         body: Option<Vec<u8>>,
     ) -> Result<RawResponse, ArmError> {
         let inner = &self.inner;
-        let max_wait = inner.throttle.config().max_wait;
-        let waited =
-            match inner
-                .throttle
-                .reserve_within_at(subscription, class, max_wait, Instant::now())
-            {
-                Ok(wait) => wait,
-                Err(wait) => {
-                    self.record_throttled(class);
-                    return Err(ArmError::Throttled {
-                        operation,
-                        retry_after: wait,
-                        client_side: true,
-                    });
-                }
-            };
+        // The ticket keeps this request counted as outstanding until its answer is in (or it
+        // is dropped: transport error, cancelled reconcile), see `Throttle::admit_at`.
+        let (waited, ticket) = match inner.throttle.admit(subscription, class) {
+            Ok(admitted) => admitted,
+            Err(wait) => {
+                self.record_throttled(class);
+                tracing::debug!(
+                    operation,
+                    %class,
+                    subscription,
+                    wait_ms = wait.as_millis() as u64,
+                    "client-side ARM budget spent; not sending"
+                );
+                return Err(ArmError::Throttled {
+                    operation,
+                    retry_after: wait,
+                    client_side: true,
+                });
+            }
+        };
         if !waited.is_zero() {
             tokio::time::sleep(waited).await;
         }
@@ -551,6 +589,10 @@ impl ArmClient {
         };
         let status = response.status();
         let headers = response.headers().clone();
+        // ARM counts every answered request, errors included: feed its count back first.
+        let reports = remaining_reports(&headers);
+        self.record_remaining(&reports);
+        ticket.answered(&reports);
         let body = match response.bytes().await {
             Ok(b) => b,
             Err(e) => {
@@ -583,6 +625,21 @@ impl ArmClient {
         let retry_after = retry_after(&headers);
         let err = ArmError::from_status(operation, status.as_u16(), &body, retry_after);
         if let ArmError::Throttled { retry_after, .. } = &err {
+            // Info, not debug: a 429 means our budget and ARM's disagree, which an operator
+            // wants to see without turning on debug logs. No URL (signed) and no headers.
+            tracing::info!(
+                operation,
+                %class,
+                subscription,
+                retry_after_secs = retry_after.as_secs_f64(),
+                remaining = reports
+                    .iter()
+                    .find(|r| r.class == class && r.scope == BudgetScope::Principal)
+                    .map(|r| r.remaining),
+                // Some RPs use 429 for transient conflicts (CONTRACT §9): the code tells.
+                code = %AzureFault::from_body(&body).code,
+                "ARM throttled the request (429); pausing this subscription's {class} budget"
+            );
             inner
                 .throttle
                 .on_throttled(subscription, class, *retry_after);
@@ -594,6 +651,14 @@ impl ArmClient {
     fn record(&self, operation: &str, status: Option<u16>, elapsed: Duration) {
         if let Some(m) = &self.inner.metrics {
             m.arm_request(operation, status, elapsed);
+        }
+    }
+
+    fn record_remaining(&self, reports: &[headers::RemainingReport]) {
+        if let Some(m) = &self.inner.metrics {
+            for r in reports.iter().filter(|r| r.scope == BudgetScope::Principal) {
+                m.arm_ratelimit_remaining(r.class.as_str(), r.remaining);
+            }
         }
     }
 
@@ -610,7 +675,7 @@ fn decode<T: DeserializeOwned>(operation: &'static str, body: &[u8]) -> Result<T
 
 /// An `Azure-AsyncOperation` body has `status`; a `Location` final result (the resource, or
 /// nothing) does not, and means the operation finished.
-fn parse_operation_body(body: &[u8]) -> Result<OperationStatus, ArmError> {
+pub(super) fn parse_operation_body(body: &[u8]) -> Result<OperationStatus, ArmError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(OperationStatus::with_state(OperationState::Succeeded));
     }
@@ -625,21 +690,9 @@ fn parse_operation_body(body: &[u8]) -> Result<OperationStatus, ArmError> {
     }
 }
 
-fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-}
-
-/// `Retry-After` in seconds (ARM never sends the HTTP-date form), capped.
+/// `Retry-After` of a response, relative to the wall clock (the HTTP-date form needs it).
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let secs: f64 = header_str(headers, "retry-after")?.parse().ok()?;
-    if !secs.is_finite() || secs < 0.0 {
-        return None;
-    }
-    Some(Duration::from_secs_f64(secs).min(MAX_RETRY_AFTER))
+    headers::retry_after(headers, SystemTime::now())
 }
 
 /// The subscription id in an ARM URL path (`/subscriptions/{id}/…`), for the throttle key.
@@ -709,24 +762,30 @@ mod tests {
     #[test]
     fn urls_are_built_from_the_endpoint() {
         let c = client("https://127.0.0.1:8443");
-        let url = c.url(
-            &ws(),
-            &["computes", "gpu-dsvm"],
-            &[("underlyingResourceAction", "Detach")],
-        );
+        let url = c.detach_url(&ws(), "gpu-dsvm").unwrap();
         assert_eq!(
             url.as_str(),
             "https://127.0.0.1:8443/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/ml-rg/providers/Microsoft.MachineLearningServices/workspaces/prod-workspace/computes/gpu-dsvm?api-version=2026-07-01&underlyingResourceAction=Detach"
         );
         // A path prefix on the endpoint (Azure Stack, proxies) is kept; odd names are escaped.
         let c = client("https://arm.local/prefix/");
-        let url = c.url(&ws(), &["computes", "a/b"], &[]);
+        let url = c.url(&ws(), &["computes", "a/b"], &[]).unwrap();
         assert!(url.path().starts_with("/prefix/subscriptions/"), "{url}");
         assert!(url.path().ends_with("/computes/a%2Fb"), "{url}");
         assert_eq!(
             ws().compute_id("x"),
             format!("{}/computes/x", ws().arm_id())
         );
+        // `url` would drop these segments and address something else: refused.
+        for bad in ["", ".", ".."] {
+            let err = c.detach_url(&ws(), bad).unwrap_err();
+            assert!(err.is_permanent(), "{bad:?}");
+            let mut odd = ws();
+            odd.workspace_name = bad.into();
+            assert!(c.url(&odd, &[], &[]).is_err(), "{bad:?}");
+        }
+        assert!(c.detach_url(&ws(), "tab\there").is_err());
+        assert!(c.url(&ws(), &["computes", "..."], &[]).is_ok());
     }
 
     #[test]
@@ -778,21 +837,6 @@ mod tests {
             HeaderValue::from_static("https://elsewhere/async"),
         );
         assert_eq!(c.operation_url(&headers), None);
-    }
-
-    #[test]
-    fn retry_after_parsing() {
-        let mut headers = HeaderMap::new();
-        assert_eq!(retry_after(&headers), None);
-        headers.insert("retry-after", HeaderValue::from_static("15"));
-        assert_eq!(retry_after(&headers), Some(Duration::from_secs(15)));
-        headers.insert("retry-after", HeaderValue::from_static("999999"));
-        assert_eq!(retry_after(&headers), Some(MAX_RETRY_AFTER));
-        headers.insert(
-            "retry-after",
-            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
-        );
-        assert_eq!(retry_after(&headers), None);
     }
 
     #[test]

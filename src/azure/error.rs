@@ -80,7 +80,8 @@ pub enum ArmErrorKind {
     Decode,
     /// No token could be obtained.
     Credential,
-    /// An operation URL we refuse to call (foreign origin, malformed).
+    /// A URL we refuse to call (a foreign origin, a malformed URL, a name that is not a path
+    /// segment).
     InvalidOperationUrl,
 }
 
@@ -178,8 +179,9 @@ pub enum ArmError {
         #[source]
         source: azure_core::Error,
     },
-    /// An operation URL the client refuses to call.
-    #[error("refusing operation URL: {reason}")]
+    /// A URL the client refuses to call: an operation URL or `nextLink` on a foreign origin or
+    /// malformed, or a request URL whose names are not path segments (`..`).
+    #[error("refusing URL: {reason}")]
     InvalidOperationUrl {
         /// Why (never the URL itself, it carries signatures).
         reason: String,

@@ -7,14 +7,19 @@ pub mod arm;
 pub mod cloud;
 pub mod credential;
 pub mod error;
+pub mod headers;
 pub mod models;
 pub mod throttle;
+
+#[cfg(test)]
+mod proptests;
 
 pub use arm::{ArmClient, DetachOutcome, Lro, WorkspaceRef};
 pub use cloud::{AzureConfig, AzureOptions, Cloud, CloudEndpoints, ConfigError, EndpointOverrides};
 pub use credential::{CredentialError, CredentialFactory, CredentialSpec, ManagedIdentityId};
 pub use error::{ArmError, ArmErrorKind, AzureFault};
-pub use throttle::{BucketConfig, OpClass, Throttle, ThrottleConfig};
+pub use headers::{BudgetScope, RemainingReport};
+pub use throttle::{BucketConfig, OpClass, Throttle, ThrottleConfig, Ticket};
 
 /// Installs rustls' `ring` provider as the process default.
 ///

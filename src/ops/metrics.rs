@@ -91,6 +91,7 @@ pub struct Metrics {
     arm_requests_total: Family<OperationStatusLabels, Counter>,
     arm_request_duration: Family<OperationLabels, Histogram, fn() -> Histogram>,
     arm_throttled_total: Family<ClassLabels, Counter>,
+    arm_ratelimit_remaining: Family<ClassLabels, Gauge>,
     targets: Family<KindStateLabels, Gauge>,
     /// States each kind has reported, so `set_targets` can zero the ones that vanished.
     target_states: Mutex<HashMap<String, BTreeSet<String>>>,
@@ -124,6 +125,7 @@ impl Metrics {
                 arm_histogram as fn() -> Histogram,
             );
         let arm_throttled_total = Family::<ClassLabels, Counter>::default();
+        let arm_ratelimit_remaining = Family::<ClassLabels, Gauge>::default();
         let targets = Family::<KindStateLabels, Gauge>::default();
 
         // Counter names get `_total` appended by the encoder.
@@ -158,6 +160,11 @@ impl Metrics {
             arm_throttled_total.clone(),
         );
         registry.register(
+            "arm_ratelimit_remaining",
+            "Requests ARM last reported left in a subscription's bucket (x-ms-ratelimit-remaining-subscription-*), by op class",
+            arm_ratelimit_remaining.clone(),
+        );
+        registry.register(
             "targets",
             "Compute targets by kind and state",
             targets.clone(),
@@ -171,6 +178,7 @@ impl Metrics {
             arm_requests_total,
             arm_request_duration,
             arm_throttled_total,
+            arm_ratelimit_remaining,
             targets,
             target_states: Mutex::new(HashMap::new()),
         }
@@ -227,6 +235,17 @@ impl Metrics {
             .inc();
     }
 
+    /// Records ARM's last reported remaining requests for `class` (the latest answer wins,
+    /// whichever subscription it came from: subscriptions are not a label, so the series stay
+    /// three).
+    pub fn arm_ratelimit_remaining(&self, class: &str, remaining: u32) {
+        self.arm_ratelimit_remaining
+            .get_or_create(&ClassLabels {
+                class: class.to_string(),
+            })
+            .set(i64::from(remaining));
+    }
+
     /// Replaces the target counts of `kind`: states reported before but absent now read 0
     /// (not a stale count).
     pub fn set_targets<'a>(&self, kind: &str, counts: impl IntoIterator<Item = (&'a str, i64)>) {
@@ -274,6 +293,8 @@ mod tests {
         m.arm_request("Compute_Get", Some(200), Duration::from_millis(15));
         m.arm_request("Compute_Get", None, Duration::from_millis(15));
         m.arm_throttled("read");
+        m.arm_ratelimit_remaining("write", 7);
+        m.arm_ratelimit_remaining("write", 5);
         m.set_targets("RemoteVmTarget", [("Ready", 3), ("Error", 1)]);
         m.set_targets("RemoteVmTarget", [("Ready", 4)]);
         let text = m.encode().unwrap();
@@ -285,6 +306,7 @@ mod tests {
             r#"azureml_attach_arm_requests_total{operation="Compute_Get",status="error"} 1"#,
             r#"azureml_attach_arm_request_duration_seconds_count{operation="Compute_Get"} 2"#,
             r#"azureml_attach_arm_throttled_total{class="read"} 1"#,
+            r#"azureml_attach_arm_ratelimit_remaining{class="write"} 5"#,
             r#"azureml_attach_targets{kind="RemoteVmTarget",state="Ready"} 4"#,
             r#"azureml_attach_targets{kind="RemoteVmTarget",state="Error"} 0"#,
             "# EOF",
