@@ -341,14 +341,10 @@ proptest! {
         }
     }
 
-    /// The strict form of rule 4 as issue 8 states it: a losing claim never detaches either.
-    /// It does not hold today: a losing claim being deleted whose status names an attachment
-    /// (it attached before it lost, e.g. before the claim index saw the older object) is
-    /// detached by name. If the winner adopted a compute of the same name, that detaches the
-    /// winner's compute. Kept as a record; run with `cargo test --test plan_properties --
-    /// --ignored` to see the counterexample.
+    /// The strict form of rule 4: a losing claim never detaches, not even when it is deleted
+    /// with a status that names an attachment (it attached before it lost): the compute of its
+    /// name may be the winner's by adoption. (Found by this test; `plan_delete` now releases.)
     #[test]
-    #[ignore = "documents an open question in plan_delete: see the doc comment"]
     fn a_losing_claim_never_detaches(i in input(), owner in short_text()) {
         let i = Input { claim: ClaimState::LosesTo(owner), ..i };
         let d = plan(&i.observed());

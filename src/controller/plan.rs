@@ -291,6 +291,15 @@ fn plan_delete(o: &Observed<'_>) -> Decision {
     {
         return Decision::Poll(op.clone());
     }
+    if let ClaimState::LosesTo(_) = &o.claim {
+        // Rule 4: a later claim never detaches. If it attached before it lost (a race the
+        // claim index could not see), the compute of its name may now be the winner's, which
+        // adopted it: leaving it costs an attachment the winner reports; detaching could take
+        // the winner's compute away.
+        return Decision::Release {
+            why: "an older target claims this resource; its attachment is left to that target",
+        };
+    }
     match &o.azure {
         // The status proves this object attached the compute; a DELETE of an absent compute
         // is a harmless 204, so deletion does not spend a LIST (rule 7 budget).
@@ -388,6 +397,23 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn rule4_a_later_claim_being_deleted_never_detaches_even_if_it_attached() {
+        let s = TargetStatus {
+            attached_config_hash: Some("h1".into()),
+            compute_id: Some("/x/computes/gpu".into()),
+            ..Default::default()
+        };
+        let mut o = observed(&s, Some(present(true, "Succeeded")));
+        o.deleting = true;
+        o.claim = ClaimState::LosesTo("RemoteVmTarget a/b".into());
+        assert!(
+            matches!(plan(&o), Decision::Release { .. }),
+            "{:?}",
+            plan(&o)
+        );
     }
 
     #[test]
