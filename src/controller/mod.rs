@@ -8,6 +8,7 @@ pub mod claims;
 pub mod conditions;
 pub mod context;
 pub mod error;
+pub mod events;
 pub mod failure;
 pub mod kinds;
 pub mod leader;
@@ -192,10 +193,11 @@ impl Pending {
 }
 
 fn claim_source<K: AttachTarget>(store: Store<K>) -> ClaimSource {
-    Box::new(move |ctx: &Context| {
+    Box::new(move |ctx: &Context, resource: &str| {
         store
             .state()
             .iter()
+            .filter(|o| o.underlying().has_claim_key(resource))
             .filter_map(|o| ctx.claim_of(o.as_ref()))
             .collect()
     })

@@ -30,6 +30,7 @@ use crate::controller::claims::winner;
 use crate::controller::conditions::{Reason, ready_condition, set_condition};
 use crate::controller::context::{ConnectError, Context, workspace_ref};
 use crate::controller::error::Error;
+use crate::controller::events::EventReason;
 use crate::controller::failure::{self, Failure};
 use crate::controller::plan::{
     AttachCause, AzureView, ClaimState, ComputeSummary, Decision, Observed, SecretState,
@@ -258,8 +259,7 @@ impl<K: AttachTarget> Pass<'_, K> {
                     self.ctx
                         .event(
                             self.obj,
-                            false,
-                            "Adopted",
+                            EventReason::Adopted,
                             format!("adopted existing compute {:?}", self.compute_name),
                         )
                         .await;
@@ -279,7 +279,7 @@ impl<K: AttachTarget> Pass<'_, K> {
         let Some(mine) = self.ctx.claim_of(self.obj) else {
             return ClaimState::Winner;
         };
-        let all = self.ctx.all_claims();
+        let all = self.ctx.claims_on(&mine.resource);
         let w = winner(&mine, &all);
         if w.uid == mine.uid {
             ClaimState::Winner
@@ -325,7 +325,7 @@ impl<K: AttachTarget> Pass<'_, K> {
         self.set_ready(reason, message.clone());
         if changed && !reason.is_ready() {
             self.ctx
-                .event(self.obj, true, reason.as_str(), message)
+                .event(self.obj, EventReason::Condition(reason), message)
                 .await;
         }
         let resync = self.ctx.resync;
@@ -338,10 +338,12 @@ impl<K: AttachTarget> Pass<'_, K> {
 
     async fn release(&mut self, why: &'static str) -> Step {
         let orphan = self.obj.common().deletion_policy == DeletionPolicy::Orphan;
-        let reason = if orphan { "Orphaned" } else { "Released" };
-        self.ctx
-            .event(self.obj, false, reason, why.to_owned())
-            .await;
+        let reason = if orphan {
+            EventReason::Orphaned
+        } else {
+            EventReason::Released
+        };
+        self.ctx.event(self.obj, reason, why.to_owned()).await;
         Step::done()
     }
 
@@ -366,7 +368,9 @@ impl<K: AttachTarget> Pass<'_, K> {
         let changed = self.old.ready().is_none_or(|c| c.reason != reason.as_str());
         self.set_ready(reason, msg.clone());
         if changed {
-            self.ctx.event(self.obj, true, reason.as_str(), msg).await;
+            self.ctx
+                .event(self.obj, EventReason::Condition(reason), msg)
+                .await;
         }
         Step::after(delay)
     }
@@ -488,8 +492,7 @@ impl<K: AttachTarget> Pass<'_, K> {
         self.ctx
             .event(
                 self.obj,
-                false,
-                "Detached",
+                EventReason::Detached,
                 format!(
                     "detached compute {:?} (underlyingResourceAction=Detach)",
                     self.compute_name
@@ -537,8 +540,7 @@ impl<K: AttachTarget> Pass<'_, K> {
             self.ctx
                 .event(
                     self.obj,
-                    false,
-                    "Attached",
+                    EventReason::Attached,
                     format!("compute {:?} attached", self.compute_name),
                 )
                 .await;
@@ -624,17 +626,16 @@ impl<K: AttachTarget> Pass<'_, K> {
         };
         self.status.secret_resource_version = secret_rv.map(str::to_owned);
         let (event, verb) = match cause {
-            AttachCause::Initial => ("Attaching", "attaching"),
-            AttachCause::Reattach => ("Reattaching", "re-attaching after a change"),
+            AttachCause::Initial => (EventReason::Attaching, "attaching"),
+            AttachCause::Reattach => (EventReason::Reattaching, "re-attaching after a change"),
             AttachCause::Drift => (
-                "DriftRepaired",
+                EventReason::DriftRepaired,
                 "re-attaching: the attachment vanished from the workspace",
             ),
         };
         self.ctx
             .event(
                 self.obj,
-                false,
                 event,
                 format!("{verb}: PUT compute {:?}", self.compute_name),
             )
@@ -704,8 +705,7 @@ impl<K: AttachTarget> Pass<'_, K> {
             self.ctx
                 .event(
                     self.obj,
-                    false,
-                    "Reattaching",
+                    EventReason::Reattaching,
                     "a setting Azure cannot update in place changed: detaching, then attaching again".to_owned(),
                 )
                 .await;

@@ -97,6 +97,16 @@ impl Underlying {
         }
     }
 
+    /// Whether [`Underlying::claim_key`] is `key`, without allocating.
+    pub fn has_claim_key(&self, key: &str) -> bool {
+        match self {
+            Underlying::ResourceId(id) => id.trim_end_matches('/').eq_ignore_ascii_case(key),
+            Underlying::Address(a) => key
+                .strip_prefix("address:")
+                .is_some_and(|k| k.eq_ignore_ascii_case(a)),
+        }
+    }
+
     /// The ARM `properties.resourceId` to send, if any.
     pub fn resource_id(&self) -> Option<String> {
         match self {
@@ -247,6 +257,17 @@ pub fn ssh_account(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn has_claim_key_agrees_with_claim_key() {
+        for u in [
+            Underlying::ResourceId("/Subscriptions/S/rg/VM1/".into()),
+            Underlying::Address("Host.Example".into()),
+        ] {
+            assert!(u.has_claim_key(&u.claim_key()));
+            assert!(!u.has_claim_key("something-else"));
+        }
+    }
     use crate::api::LocalSecretRef;
     use secrecy::ExposeSecret;
 

@@ -19,6 +19,7 @@ use crate::api::{
 use crate::controller::conditions::{Reason, ready_condition, set_condition};
 use crate::controller::context::{Context, workspace_ref};
 use crate::controller::error::{Error, chain};
+use crate::controller::events::EventReason;
 use crate::controller::failure::{self, Failure};
 use crate::controller::secrets::Credential;
 use crate::controller::target::AttachTarget;
@@ -77,8 +78,7 @@ async fn cleanup(ws: &MLWorkspace, ctx: &Context) -> Result<Action, Error> {
     if users.is_empty() {
         ctx.event(
             ws,
-            false,
-            "Released",
+            EventReason::Released,
             "no target references this MLWorkspace any more".to_owned(),
         )
         .await;
@@ -103,7 +103,8 @@ async fn cleanup(ws: &MLWorkspace, ctx: &Context) -> Result<Action, Error> {
         .as_ref()
         .is_none_or(|p| p.reason != Reason::InUse.as_str())
     {
-        ctx.event(ws, false, Reason::InUse.as_str(), message).await;
+        ctx.event(ws, EventReason::Condition(Reason::InUse), message)
+            .await;
     }
     if status != old {
         write_status(ws, ctx, &ns, &status).await?;
@@ -234,8 +235,7 @@ async fn reconcile_inner(ws: &MLWorkspace, ctx: &Context) -> Result<Action, Erro
         .as_ref()
         .is_none_or(|p| p.reason != reason.as_str())
     {
-        ctx.event(ws, !reason.is_ready(), reason.as_str(), message)
-            .await;
+        ctx.event(ws, EventReason::Condition(reason), message).await;
     }
     if status != old {
         write_status(ws, ctx, &ns, &status).await?;
