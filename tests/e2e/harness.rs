@@ -436,3 +436,34 @@ pub fn tail(s: &str) -> String {
     let lines: Vec<&str> = s.lines().collect();
     lines[lines.len().saturating_sub(80)..].join("\n")
 }
+
+/// Waits until the MLWorkspace's Ready reason is `reason`; panics with the last seen reason and
+/// the operator's log on timeout.
+pub async fn wait_workspace_reason(
+    api: &Api<azureml_attach::api::MLWorkspace>,
+    name: &str,
+    reason: &str,
+    timeout: Duration,
+    op: &Operator,
+) {
+    let start = Instant::now();
+    loop {
+        let seen = api
+            .get_opt(name)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|ws| ws.status)
+            .and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "Ready"))
+            .map(|c| c.reason);
+        if seen.as_deref() == Some(reason) {
+            return;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "{name}: waited {timeout:?} for workspace reason {reason}, last {seen:?}\noperator log:\n{}",
+            tail(&op.logs())
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}

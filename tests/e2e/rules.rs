@@ -566,23 +566,7 @@ async fn wrong_client_secret_is_reported_on_the_workspace_and_its_targets() {
     let op = w.operator().await;
     w.apply(&vm_yaml("cred-vm", VM1, 22)).await;
     let wsapi = w.api::<azureml_attach::api::MLWorkspace>();
-    let start = Instant::now();
-    loop {
-        let ws = wsapi.get("prod-workspace").await.unwrap();
-        let reason = ws
-            .status
-            .and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "Ready"))
-            .map(|c| c.reason);
-        if reason.as_deref() == Some("CredentialRejected") {
-            break;
-        }
-        assert!(
-            start.elapsed() < T,
-            "workspace reason {reason:?}\n{}",
-            tail(&op.logs())
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    wait_workspace_reason(&wsapi, "prod-workspace", "CredentialRejected", T, &op).await;
     wait_reason(
         &w.api::<RemoteVmTarget>(),
         "cred-vm",

@@ -247,25 +247,7 @@ spec:
     ))
     .await;
     let workspaces = w.api::<MLWorkspace>();
-    let start = std::time::Instant::now();
-    loop {
-        let reason = workspaces
-            .get("second-ws")
-            .await
-            .unwrap()
-            .status
-            .and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "Ready"))
-            .map(|c| c.reason);
-        if reason.as_deref() == Some("SecretNotLabeled") {
-            break;
-        }
-        assert!(
-            start.elapsed() < T,
-            "workspace reason {reason:?}\n{}",
-            tail(&op.logs())
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    wait_workspace_reason(&workspaces, "second-ws", "SecretNotLabeled", T, &op).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
