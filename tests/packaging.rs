@@ -415,6 +415,8 @@ fn chart_with_non_default_values_applies_and_passes_restricted() {
         ]),
         None,
     );
+    // Its controller.watchNamespaces puts a Role in each, so they must exist (as on a cluster).
+    ensure_namespaces(env, &["ml-team-a", "ml-team-b"]);
     let values = chart().join("ci/nondefault-values.yaml");
     let docs = apply_chart_and_check(env, "pkg-custom", &[], Some(&values));
 
@@ -474,6 +476,27 @@ fn chart_with_non_default_values_applies_and_passes_restricted() {
     );
     find(&docs, "ServiceMonitor");
     find(&docs, "PodDisruptionBudget");
+}
+
+/// Creates the namespaces if they are missing. Server-side apply, so tests may race on them,
+/// with a field manager of its own that owns only the names: it never takes away labels that
+/// another test applied (deploy/base labels its namespace `restricted`).
+fn ensure_namespaces(env: &TestEnv, names: &[&str]) {
+    let manifests: String = names
+        .iter()
+        .map(|n| format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {n}}}\n---\n"))
+        .collect();
+    run_ok(
+        "creating namespaces",
+        kubectl(env).args([
+            "apply",
+            "--server-side",
+            "--field-manager=packaging-test-namespaces",
+            "-f",
+            "-",
+        ]),
+        Some(&manifests),
+    );
 }
 
 #[test]
