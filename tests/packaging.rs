@@ -415,6 +415,8 @@ fn chart_with_non_default_values_applies_and_passes_restricted() {
         ]),
         None,
     );
+    // Its controller.watchNamespaces puts a Role in each, so they must exist (as on a cluster).
+    ensure_namespaces(env, &["ml-team-a", "ml-team-b"]);
     let values = chart().join("ci/nondefault-values.yaml");
     let docs = apply_chart_and_check(env, "pkg-custom", &[], Some(&values));
 
@@ -474,6 +476,185 @@ fn chart_with_non_default_values_applies_and_passes_restricted() {
     );
     find(&docs, "ServiceMonitor");
     find(&docs, "PodDisruptionBudget");
+}
+
+/// Creates the namespaces if they are missing. Server-side apply, so tests may race on them,
+/// with a field manager of its own that owns only the names: it never takes away labels that
+/// another test applied (deploy/base labels its namespace `restricted`).
+fn ensure_namespaces(env: &TestEnv, names: &[&str]) {
+    let manifests: String = names
+        .iter()
+        .map(|n| format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {n}}}\n---\n"))
+        .collect();
+    run_ok(
+        "creating namespaces",
+        kubectl(env).args([
+            "apply",
+            "--server-side",
+            "--field-manager=packaging-test-namespaces",
+            "-f",
+            "-",
+        ]),
+        Some(&manifests),
+    );
+}
+
+/// The list of `--watch-namespaces=a,b`, if the flag is there.
+fn watch_namespaces(args: &[String]) -> Option<Vec<String>> {
+    args.iter()
+        .find_map(|a| a.strip_prefix("--watch-namespaces="))
+        .map(|list| list.split(',').map(str::to_owned).collect())
+}
+
+fn grants_secrets(role: &Value) -> bool {
+    role["rules"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .any(|rule| {
+            rule["resources"]
+                .as_sequence()
+                .into_iter()
+                .flatten()
+                .any(|r| r.as_str() == Some("secrets"))
+        })
+}
+
+/// `namespace/name` of every `kind_` document, with what must agree: the normalized rules of a
+/// Role, the roleRef and subjects of a RoleBinding.
+fn rbac_by_name(docs: &[Value], kind_: &str) -> std::collections::BTreeMap<String, Value> {
+    docs.iter()
+        .filter(|d| kind(d) == kind_)
+        .map(|d| {
+            let key = format!(
+                "{}/{}",
+                d["metadata"]["namespace"].as_str().unwrap_or_default(),
+                d["metadata"]["name"].as_str().unwrap_or_default()
+            );
+            let what = if kind_ == "Role" {
+                Value::String(format!("{:?}", normalized_rules(d)))
+            } else {
+                Value::Sequence(vec![d["roleRef"].clone(), d["subjects"].clone()])
+            };
+            (key, what)
+        })
+        .collect()
+}
+
+/// With `--watch-namespaces`, the chart (controller.watchNamespaces) and
+/// deploy/overlays/namespaced grant the same: the operator's rules as a Role in each watched
+/// namespace, the leader-election Role in its own, and no ClusterRole at all.
+#[test]
+fn chart_with_watch_namespaces_equals_the_namespaced_overlay() {
+    let env = TestEnv::global();
+    let overlay = documents(&run_ok(
+        "kubectl kustomize deploy/overlays/namespaced",
+        kubectl(env)
+            .arg("kustomize")
+            .arg(repo().join("deploy/overlays/namespaced")),
+        None,
+    ));
+    let namespaces = watch_namespaces(&container_args(&overlay))
+        .expect("deploy/overlays/namespaced sets --watch-namespaces");
+    assert!(
+        namespaces.len() >= 2,
+        "the example shows a list: {namespaces:?}"
+    );
+    let set = format!("controller.watchNamespaces={{{}}}", namespaces.join(","));
+    let chart = documents(&run_ok(
+        "helm template --set controller.watchNamespaces",
+        &mut helm_template(
+            env,
+            "azureml-attach",
+            "azureml-attach-system",
+            &[&set],
+            None,
+        ),
+        None,
+    ));
+    // The operator is told the same namespaces that it is granted.
+    assert_eq!(
+        watch_namespaces(&container_args(&chart)),
+        Some(namespaces.clone())
+    );
+    for (what, docs) in [("the chart", &chart), ("the overlay", &overlay)] {
+        for doc in docs.iter().filter(|d| kind(d) == "ClusterRole") {
+            assert!(
+                !grants_secrets(doc),
+                "{what}: a ClusterRole grants Secrets: {doc:?}"
+            );
+        }
+        // Nothing the operator calls is cluster-scoped in this mode: no ClusterRole at all.
+        let cluster: Vec<&str> = docs
+            .iter()
+            .filter(|d| matches!(kind(d), "ClusterRole" | "ClusterRoleBinding"))
+            .map(|d| d["metadata"]["name"].as_str().unwrap_or_default())
+            .collect();
+        assert!(cluster.is_empty(), "{what}: cluster-wide RBAC {cluster:?}");
+        for doc in docs.iter().filter(|d| kind(d) == "Role") {
+            assert_no_wildcards(doc);
+            let ns = doc["metadata"]["namespace"].as_str().unwrap_or_default();
+            assert_eq!(
+                grants_secrets(doc),
+                namespaces.iter().any(|n| n == ns),
+                "{what}: Secrets must be granted in exactly the watched namespaces ({ns})"
+            );
+        }
+    }
+    let roles = rbac_by_name(&chart, "Role");
+    assert_eq!(
+        roles,
+        rbac_by_name(&overlay, "Role"),
+        "Roles: chart vs overlay"
+    );
+    assert_eq!(
+        rbac_by_name(&chart, "RoleBinding"),
+        rbac_by_name(&overlay, "RoleBinding"),
+        "RoleBindings: chart vs overlay"
+    );
+    let mut expected: BTreeSet<String> = namespaces
+        .iter()
+        .map(|n| format!("{n}/azureml-attach"))
+        .collect();
+    expected.insert("azureml-attach-system/azureml-attach-leader-election".to_owned());
+    assert_eq!(roles.keys().cloned().collect::<BTreeSet<_>>(), expected);
+    // A watched namespace gets exactly the rules the cluster-wide mode grants everywhere.
+    let base_docs =
+        documents(&std::fs::read_to_string(repo().join("deploy/base/rbac.yaml")).unwrap());
+    let watched_role = chart
+        .iter()
+        .find(|d| kind(d) == "Role" && d["metadata"]["namespace"].as_str() == Some(&namespaces[0]))
+        .unwrap();
+    assert_eq!(
+        normalized_rules(watched_role),
+        normalized_rules(find(&base_docs, "ClusterRole")),
+        "the per-namespace Role and deploy/base's ClusterRole differ"
+    );
+    // The API server takes the overlay as it is once the namespaces exist (a dry run creates
+    // none, not even the overlay's own).
+    let mut names: Vec<&str> = namespaces.iter().map(String::as_str).collect();
+    names.push("azureml-attach-system");
+    ensure_namespaces(env, &names);
+    let rendered = run_ok(
+        "kubectl kustomize deploy/overlays/namespaced",
+        kubectl(env)
+            .arg("kustomize")
+            .arg(repo().join("deploy/overlays/namespaced")),
+        None,
+    );
+    run_ok(
+        "server-side dry run of the namespaced overlay",
+        kubectl(env).args([
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--dry-run=server",
+            "--field-manager=packaging-test",
+            "-f",
+            "-",
+        ]),
+        Some(&rendered),
+    );
 }
 
 #[test]

@@ -189,6 +189,15 @@ impl TestEnv {
         &self.plane.service_account_public_pem
     }
 
+    /// The API server's audit log: one JSON `audit.k8s.io/v1` Event per line, at level Metadata,
+    /// for every request made with a ServiceAccount token outside `kube-system` (stage
+    /// ResponseComplete; a watch also at ResponseStarted). Admin requests are not in it. Read it
+    /// to see which calls a process running as a ServiceAccount made and whether RBAC allowed
+    /// them (`responseStatus.code`, annotation `authorization.k8s.io/decision`).
+    pub fn audit_log(&self) -> &Path {
+        &self.plane.audit_log
+    }
+
     /// The directory with kube-apiserver, kube-controller-manager, etcd, kubectl and helm.
     pub fn bin_dir(&self) -> &Path {
         &self.plane.bin_dir

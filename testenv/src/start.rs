@@ -29,6 +29,24 @@ pub const SERVICE_ACCOUNT_ISSUER: &str = "https://kubernetes.default.svc";
 const CONTROLLERS: &str = "garbage-collector-controller,namespace-controller,serviceaccount-controller,\
 serviceaccount-token-controller,root-ca-certificate-publisher-controller,clusterrole-aggregation-controller";
 
+/// The API server's audit policy: one JSON line per request made with a ServiceAccount token
+/// (how tests run the operator), at level Metadata (who, verb, resource, namespace, response
+/// code, authorization decision; never a body, so no Secret data). The controller manager's own
+/// controllers (kube-system ServiceAccounts) are left out: they would be most of the file and no
+/// test asks about them. Admin (client-certificate) requests are not logged.
+const AUDIT_POLICY: &str = "\
+apiVersion: audit.k8s.io/v1
+kind: Policy
+# A completed request is one entry; a watch also logs when it starts (ResponseStarted).
+omitStages: [RequestReceived]
+rules:
+  - level: None
+    userGroups: [\"system:serviceaccounts:kube-system\"]
+  - level: Metadata
+    userGroups: [\"system:serviceaccounts\"]
+  - level: None
+";
+
 /// Start-up settings.
 #[derive(Debug, Clone)]
 pub(crate) struct Options {
@@ -60,6 +78,8 @@ pub(crate) struct ControlPlane {
     pub versions: Versions,
     pub server_url: String,
     pub kubeconfig_path: PathBuf,
+    /// The API server's audit log (JSON lines, see [`AUDIT_POLICY`]).
+    pub audit_log: PathBuf,
     pub ca_pem: String,
     pub service_account_public_pem: String,
     pub admin_config: kube::Config,
@@ -209,6 +229,7 @@ fn launch(
         versions: versions.clone(),
         server_url,
         kubeconfig_path,
+        audit_log: files.audit_log,
         ca_pem: pki.ca.cert_pem,
         service_account_public_pem: pki.service_account_public_pem,
         admin_config,
@@ -268,8 +289,10 @@ impl ControlPlane {
     }
 }
 
-/// Paths of the PKI files the processes read.
+/// Paths of the PKI and audit files the processes read and write.
 struct Files {
+    audit_policy: PathBuf,
+    audit_log: PathBuf,
     ca: PathBuf,
     serving_cert: PathBuf,
     serving_key: PathBuf,
@@ -281,6 +304,8 @@ fn write_files(dir: &Path, pki: &Pki) -> Result<Files, Error> {
     let pki_dir = dir.join("pki");
     fs::create_dir(&pki_dir).map_err(Error::io(format!("creating {}", pki_dir.display())))?;
     let files = Files {
+        audit_policy: dir.join("audit-policy.yaml"),
+        audit_log: dir.join("audit.log"),
         ca: pki_dir.join("ca.crt"),
         serving_cert: pki_dir.join("apiserver.crt"),
         serving_key: pki_dir.join("apiserver.key"),
@@ -293,6 +318,7 @@ fn write_files(dir: &Path, pki: &Pki) -> Result<Files, Error> {
     write(&files.serving_key, &pki.apiserver.key_pem)?;
     write(&files.sa_key, &pki.service_account_key_pem)?;
     write(&files.sa_pub, &pki.service_account_public_pem)?;
+    write(&files.audit_policy, AUDIT_POLICY)?;
     Ok(files)
 }
 
@@ -361,6 +387,12 @@ fn apiserver_args(dir: &Path, files: &Files, etcd_url: &str, port: u16) -> Vec<S
         "--endpoint-reconciler-type=none".into(),
         "--allow-privileged=true".into(),
         "--profiling=false".into(),
+        format!("--audit-policy-file={}", files.audit_policy.display()),
+        format!("--audit-log-path={}", files.audit_log.display()),
+        "--audit-log-format=json".into(),
+        // Blocking (the log backend's default, stated): each entry is written as its request
+        // finishes, not batched, so a test finds its requests in the file moments later.
+        "--audit-log-mode=blocking".into(),
     ]
 }
 
