@@ -37,7 +37,7 @@ use crate::controller::plan::{
     WorkspaceState, plan,
 };
 use crate::controller::secrets::{Credential, WriteOutcome, not_opted_in_message};
-use crate::controller::target::{AttachTarget, BuildError, Underlying};
+use crate::controller::target::{AttachTarget, BuildError, Underlying, attach_body};
 
 mod attach;
 mod connection;

@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 
 use crate::api::{ConnectionSecretRef, DeletionPolicy, SshCredentials, TargetStatus, WorkspaceRef};
 use crate::azure::models::{
-    AdministratorAccount, ComputeProperties, ComputeResource, ComputeSecrets, ComputeType,
+    AdministratorAccount, Compute, ComputeProperties, ComputeResource, ComputeSecrets, ComputeType,
 };
 
 /// The `data` of a Secret, read right before a PUT and dropped right after. `Debug` shows
@@ -77,6 +77,22 @@ pub enum BuildError {
     /// The spec cannot be turned into a body (CRD validation bypassed or too weak).
     #[error("invalid spec: {0}")]
     InvalidSpec(String),
+}
+
+/// The body of the PUT that attaches `obj` (rule 10: `secret` is read right before and dropped
+/// right after). `location` is the workspace's.
+pub fn attach_body<K: AttachTarget>(
+    obj: &K,
+    secret: Option<&SecretData>,
+    location: Option<String>,
+) -> Result<ComputeResource, BuildError> {
+    let mut compute = Compute::new(K::compute_type(), obj.underlying().resource_id());
+    compute.properties = obj.build_properties(secret)?;
+    Ok(ComputeResource {
+        location,
+        properties: Some(compute),
+        ..Default::default()
+    })
 }
 
 /// What the target attaches: an ARM resource or (remote VMs only) a bare address.

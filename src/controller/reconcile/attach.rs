@@ -84,8 +84,9 @@ impl<K: AttachTarget> Pass<'_, K> {
             },
             None => None,
         };
-        let properties = match self.obj.build_properties(secret.as_ref()) {
-            Ok(p) => p,
+        let location = ws.status.as_ref().and_then(|s| s.location.clone());
+        let body = match attach_body(self.obj, secret.as_ref(), location) {
+            Ok(b) => b,
             Err(
                 e @ (BuildError::SecretKeyMissing { .. } | BuildError::SecretKeyNotText { .. }),
             ) => {
@@ -96,13 +97,6 @@ impl<K: AttachTarget> Pass<'_, K> {
             }
         };
         drop(secret);
-        let mut compute = Compute::new(K::compute_type(), self.obj.underlying().resource_id());
-        compute.properties = properties;
-        let body = ComputeResource {
-            location: ws.status.as_ref().and_then(|s| s.location.clone()),
-            properties: Some(compute),
-            ..Default::default()
-        };
         let result = arm.put_compute(wsr, &self.compute_name, &body).await;
         drop(body);
         let lro = match result {

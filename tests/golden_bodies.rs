@@ -1,0 +1,132 @@
+//! Per kind, the PUT body the operator sends for each sample in `deploy/samples/`, compared with
+//! a golden file in `tests/fixtures/golden/` and checked against the OpenAPI spec (the
+//! emulator's validator). A change of a body builder shows as a diff here.
+//!
+//! Regenerate after an intended change: `UPDATE_GOLDEN=1 cargo test --test golden_bodies`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use azureml_attach::api::{
+    BatchTarget, DataLakeAnalyticsTarget, DatabricksTarget, HdInsightTarget, RemoteVmTarget,
+};
+use azureml_attach::controller::target::{AttachTarget, SecretData, attach_body};
+use azureml_emulator::validate::{Options, Specs};
+use k8s_openapi::ByteString;
+use serde_json::Value;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Every document of every sample file.
+fn sample_documents() -> Vec<Value> {
+    let mut files: Vec<_> = std::fs::read_dir(repo().join("deploy/samples"))
+        .expect("deploy/samples")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    let mut docs = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).expect("sample");
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let v: Value = serde::Deserialize::deserialize(doc).expect("sample YAML");
+            if !v.is_null() {
+                docs.push(v);
+            }
+        }
+    }
+    docs
+}
+
+/// The samples' Secrets (stringData as the API server would store it in data).
+fn secrets(docs: &[Value]) -> BTreeMap<String, SecretData> {
+    docs.iter()
+        .filter(|d| d["kind"] == "Secret")
+        .map(|d| {
+            let data = d["stringData"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| {
+                    let text = v.as_str().expect("string value").as_bytes().to_vec();
+                    (k.clone(), ByteString(text))
+                })
+                .collect();
+            (
+                d["metadata"]["name"].as_str().expect("name").to_owned(),
+                SecretData(data),
+            )
+        })
+        .collect()
+}
+
+fn check<K: AttachTarget>(docs: &[Value], secrets: &BTreeMap<String, SecretData>) -> usize {
+    let specs = Specs::load().expect("the embedded OpenAPI documents");
+    let mut seen = 0;
+    for doc in docs.iter().filter(|d| d["kind"] == K::KIND) {
+        let obj: K = serde_json::from_value(doc.clone()).expect("sample parses as its kind");
+        let name = doc["metadata"]["name"].as_str().expect("name");
+        let secret = obj.secret_name().map(|s| {
+            secrets
+                .get(s)
+                .unwrap_or_else(|| panic!("{name}: Secret {s} is not in the samples"))
+        });
+        let body = attach_body(&obj, secret, Some("westeurope".to_owned()))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let wire = serde_json::to_value(&body).expect("serialize");
+        if let Err(e) = specs.validate_definition("ComputeResource", &wire, Options::default()) {
+            panic!("{name}: the body breaks the spec: {e:?}\n{wire:#}");
+        }
+        let text = serde_json::to_string_pretty(&wire).expect("json") + "\n";
+        let golden = repo()
+            .join("tests/fixtures/golden")
+            .join(format!("{}-{name}.json", K::KIND));
+        compare(&golden, &text);
+        seen += 1;
+    }
+    seen
+}
+
+fn compare(golden: &Path, actual: &str) {
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::create_dir_all(golden.parent().expect("parent")).expect("mkdir");
+        std::fs::write(golden, actual).expect("write golden");
+        return;
+    }
+    let expected = std::fs::read_to_string(golden).unwrap_or_else(|_| {
+        panic!(
+            "{} is missing: run UPDATE_GOLDEN=1 cargo test --test golden_bodies",
+            golden.display()
+        )
+    });
+    assert_eq!(
+        expected,
+        actual,
+        "{} differs (if intended: UPDATE_GOLDEN=1 cargo test --test golden_bodies)",
+        golden.display()
+    );
+}
+
+#[test]
+fn every_sample_target_puts_its_golden_body() {
+    let docs = sample_documents();
+    let secrets = secrets(&docs);
+    let counts = [
+        ("RemoteVmTarget", check::<RemoteVmTarget>(&docs, &secrets)),
+        ("HdInsightTarget", check::<HdInsightTarget>(&docs, &secrets)),
+        ("BatchTarget", check::<BatchTarget>(&docs, &secrets)),
+        (
+            "DatabricksTarget",
+            check::<DatabricksTarget>(&docs, &secrets),
+        ),
+        (
+            "DataLakeAnalyticsTarget",
+            check::<DataLakeAnalyticsTarget>(&docs, &secrets),
+        ),
+    ];
+    for (kind, n) in counts {
+        assert!(n > 0, "no sample of {kind} in deploy/samples");
+    }
+}
