@@ -401,10 +401,10 @@ proptest! {
             prop_assert!(!matches!(i.secret, SecretState::Missing(_) | SecretState::NotOptedIn(_)));
             prop_assert!(i.status.operation.is_none());
             prop_assert_ne!(i.status.rejected_config_hash.as_deref(), Some(i.desired_hash.as_str()));
-            let expected = if i.status.attached_config_hash.is_some() {
-                AttachCause::Drift
-            } else {
-                AttachCause::Initial
+            let expected = match i.status.attached_config_hash.as_deref() {
+                None => AttachCause::Initial,
+                Some(h) if h == i.desired_hash => AttachCause::Drift,
+                Some(_) => AttachCause::Reattach,
             };
             prop_assert_eq!(cause, expected);
         }

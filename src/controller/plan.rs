@@ -249,9 +249,12 @@ pub fn plan(o: &Observed<'_>) -> Decision {
                     message: previous.map(|c| c.message.clone()).unwrap_or_default(),
                 };
             }
-            let cause = match &o.status.attached_config_hash {
-                Some(_) => AttachCause::Drift,
+            let cause = match o.status.attached_config_hash.as_deref() {
                 None => AttachCause::Initial,
+                // Gone with the configuration it was attached with: detached behind our back.
+                Some(h) if h == o.desired_hash => AttachCause::Drift,
+                // Gone with an older configuration: the second half of a re-attach (rule 5).
+                Some(_) => AttachCause::Reattach,
             };
             Decision::Attach { cause }
         }
@@ -482,6 +485,24 @@ mod tests {
             d,
             Decision::Attach {
                 cause: AttachCause::Drift
+            }
+        );
+    }
+
+    #[test]
+    fn rule5_the_second_half_of_a_reattach_is_planned_from_an_old_hash() {
+        // The first half detached the compute; status still names the old configuration.
+        let s = attached("h0");
+        let d = plan(&observed(
+            &s,
+            Some(AzureView::Absent {
+                same_resource_as: None,
+            }),
+        ));
+        assert_eq!(
+            d,
+            Decision::Attach {
+                cause: AttachCause::Reattach
             }
         );
     }

@@ -242,25 +242,12 @@ impl<K: AttachTarget> Pass<'_, K> {
                     }
                     Err(e) => Err(e),
                 },
-                Decision::Poll(op) => {
-                    self.poll(&arm, &wsr, &ws, op, &desired_hash, secret_rv.as_deref())
-                        .await
-                }
+                Decision::Poll(op) => self.poll(&arm, &wsr, op, &desired_hash).await,
                 Decision::Attach { cause } => {
                     self.attach(&arm, &wsr, &ws, cause, &desired_hash, secret_rv.as_deref())
                         .await
                 }
-                Decision::Detach { reattach } => {
-                    self.detach(
-                        &arm,
-                        &wsr,
-                        &ws,
-                        reattach,
-                        &desired_hash,
-                        secret_rv.as_deref(),
-                    )
-                    .await
-                }
+                Decision::Detach { reattach } => self.detach(&arm, &wsr, reattach).await,
                 Decision::Adopt(c) => {
                     self.status.attached_config_hash = Some(desired_hash.clone());
                     self.status.secret_resource_version = secret_rv.clone();

@@ -7,10 +7,8 @@ impl<K: AttachTarget> Pass<'_, K> {
         &mut self,
         arm: &ArmClient,
         wsr: &WorkspaceRef,
-        ws: &MLWorkspace,
         op: PendingOperation,
         desired_hash: &str,
-        secret_rv: Option<&str>,
     ) -> Result<Step, ArmError> {
         if let Some(at) = &op.next_poll_at {
             let wait = at.0.duration_since(now().0);
@@ -100,14 +98,23 @@ impl<K: AttachTarget> Pass<'_, K> {
                 self.ctx.cache.remove(wsr, &self.compute_name).await;
                 self.status.provisioning_state = None;
                 if op.reattach && !self.deleting {
-                    return self
-                        .attach(arm, wsr, ws, AttachCause::Reattach, desired_hash, secret_rv)
-                        .await;
+                    return Ok(self.detached_for_reattach());
                 }
                 self.detached().await;
                 Ok(Step::done())
             }
         }
+    }
+
+    /// The first half of a re-attach is done. The second is the next pass's: the plan sees the
+    /// compute absent with an out-of-date `attachedConfigHash` and attaches (cause Reattach), so
+    /// no effect calls another.
+    fn detached_for_reattach(&mut self) -> Step {
+        self.set_ready(
+            Reason::Reattaching,
+            "detached (underlyingResourceAction=Detach); attaching again with the new settings",
+        );
+        Step::after(Duration::ZERO)
     }
 
     pub(super) async fn detached(&mut self) {
@@ -133,10 +140,7 @@ impl<K: AttachTarget> Pass<'_, K> {
         &mut self,
         arm: &ArmClient,
         wsr: &WorkspaceRef,
-        ws: &MLWorkspace,
         reattach: bool,
-        desired_hash: &str,
-        secret_rv: Option<&str>,
     ) -> Result<Step, ArmError> {
         let outcome = arm.detach_compute(wsr, &self.compute_name).await?;
         if reattach {
@@ -159,9 +163,7 @@ impl<K: AttachTarget> Pass<'_, K> {
                 self.status.operation = None;
                 self.status.provisioning_state = None;
                 if reattach {
-                    return self
-                        .attach(arm, wsr, ws, AttachCause::Reattach, desired_hash, secret_rv)
-                        .await;
+                    return Ok(self.detached_for_reattach());
                 }
                 self.detached().await;
                 Ok(Step::done())
