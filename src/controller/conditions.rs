@@ -135,6 +135,34 @@ impl Reason {
     }
 }
 
+/// Where an object stands in the terms of kstatus (`sigs.k8s.io/cli-utils` `pkg/kstatus`),
+/// which Flux, kpt and `kubectl wait` read: it looks at `Reconciling` and `Stalled`, not at
+/// `Ready`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// Nothing left to do (Ready=True): neither condition.
+    Done,
+    /// Still working, or waiting for something that will come by itself (an operation, a
+    /// referenced object, Azure's budget): `Reconciling=True`.
+    Reconciling,
+    /// Will not get further without a person (a permanent refusal, a refused identity):
+    /// `Stalled=True`.
+    Stalled,
+}
+
+impl Reason {
+    /// The kstatus reading of this reason.
+    pub fn progress(self) -> Progress {
+        if self.is_ready() {
+            Progress::Done
+        } else if self.is_permanent() || self == Reason::CredentialRejected {
+            Progress::Stalled
+        } else {
+            Progress::Reconciling
+        }
+    }
+}
+
 impl std::fmt::Display for Reason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -173,6 +201,54 @@ pub fn ready_condition(
     }
 }
 
+/// Sets `Ready` to `reason` and keeps `Reconciling`/`Stalled` in step with it (present only
+/// while True, as kstatus expects); `lastTransitionTime` moves only when a status changes.
+pub fn set_ready(
+    conditions: &mut Vec<Condition>,
+    reason: Reason,
+    message: impl Into<String>,
+    generation: Option<i64>,
+    now: Time,
+) {
+    let message = message.into();
+    let previous = conditions.iter().find(|c| c.type_ == "Ready").cloned();
+    set_condition(
+        conditions,
+        ready_condition(
+            previous.as_ref(),
+            reason,
+            message.clone(),
+            generation,
+            now.clone(),
+        ),
+    );
+    let progress = reason.progress();
+    for (type_, wanted) in [
+        ("Reconciling", Progress::Reconciling),
+        ("Stalled", Progress::Stalled),
+    ] {
+        if progress != wanted {
+            conditions.retain(|c| c.type_ != type_);
+            continue;
+        }
+        let since = conditions
+            .iter()
+            .find(|c| c.type_ == type_ && c.status == "True")
+            .and_then(|c| c.last_transition_time.clone());
+        set_condition(
+            conditions,
+            Condition {
+                type_: type_.to_owned(),
+                status: "True".to_owned(),
+                reason: reason.as_str().to_owned(),
+                message: message.clone(),
+                last_transition_time: since.or_else(|| Some(now.clone())),
+                observed_generation: generation,
+            },
+        );
+    }
+}
+
 /// Replaces (or adds) the condition of the same type.
 pub fn set_condition(conditions: &mut Vec<Condition>, condition: Condition) {
     match conditions.iter_mut().find(|c| c.type_ == condition.type_) {
@@ -184,6 +260,43 @@ pub fn set_condition(conditions: &mut Vec<Condition>, condition: Condition) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn types(c: &[Condition]) -> Vec<(&str, &str)> {
+        c.iter()
+            .map(|c| (c.type_.as_str(), c.status.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn kstatus_conditions_follow_ready() {
+        let mut c = Vec::new();
+        let t = now();
+        set_ready(&mut c, Reason::Attaching, "m", Some(1), t.clone());
+        assert_eq!(types(&c), [("Ready", "False"), ("Reconciling", "True")]);
+        set_ready(&mut c, Reason::Attached, "m", Some(1), t.clone());
+        assert_eq!(types(&c), [("Ready", "True")]);
+        set_ready(
+            &mut c,
+            Reason::ComputeNameTaken,
+            "taken",
+            Some(2),
+            t.clone(),
+        );
+        assert_eq!(types(&c), [("Ready", "False"), ("Stalled", "True")]);
+        let stalled = c.iter().find(|c| c.type_ == "Stalled").unwrap();
+        assert_eq!(
+            (stalled.reason.as_str(), stalled.observed_generation),
+            ("ComputeNameTaken", Some(2))
+        );
+        for r in Reason::ALL {
+            let expected = match r {
+                Reason::Attached | Reason::Reached => Progress::Done,
+                r if r.is_permanent() || r == Reason::CredentialRejected => Progress::Stalled,
+                _ => Progress::Reconciling,
+            };
+            assert_eq!(r.progress(), expected, "{r}");
+        }
+    }
 
     #[test]
     fn now_round_trips_through_the_wire_format() {

@@ -27,7 +27,7 @@ use crate::azure::models::{
 use crate::azure::{ArmClient, ArmError, ArmErrorKind, DetachOutcome, Lro, WorkspaceRef};
 use crate::controller::cache::same_name;
 use crate::controller::claims::winner;
-use crate::controller::conditions::{Reason, ready_condition, set_condition};
+use crate::controller::conditions::{Reason, set_ready};
 use crate::controller::context::{ConnectError, Context, workspace_ref};
 use crate::controller::error::Error;
 use crate::controller::events::EventReason;
@@ -304,15 +304,16 @@ impl<K: AttachTarget> Pass<'_, K> {
     }
 
     fn set_ready(&mut self, reason: Reason, message: impl Into<String>) {
-        let previous = self.old.ready().cloned();
-        let cond = ready_condition(
-            previous.as_ref(),
+        // Start from the previous pass's conditions so lastTransitionTime is kept.
+        let mut conditions = self.old.conditions.clone();
+        set_ready(
+            &mut conditions,
             reason,
             message,
             self.obj.meta().generation,
             now(),
         );
-        set_condition(&mut self.status.conditions, cond);
+        self.status.conditions = conditions;
     }
 
     async fn report(&mut self, reason: Reason, message: String) -> Step {

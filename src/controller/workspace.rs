@@ -16,7 +16,7 @@ use crate::api::{
     BatchTarget, DataLakeAnalyticsTarget, DatabricksTarget, FIELD_MANAGER, HdInsightTarget,
     MLWorkspace, MLWorkspaceStatus, RemoteVmTarget, WORKSPACE_FINALIZER,
 };
-use crate::controller::conditions::{Reason, ready_condition, set_condition};
+use crate::controller::conditions::{Reason, set_ready};
 use crate::controller::context::{Context, workspace_ref};
 use crate::controller::error::{Error, chain};
 use crate::controller::events::EventReason;
@@ -88,16 +88,12 @@ async fn cleanup(ws: &MLWorkspace, ctx: &Context) -> Result<Action, Error> {
     let old = ws.status.clone().unwrap_or_default();
     let mut status = old.clone();
     let previous = old.conditions.iter().find(|c| c.type_ == "Ready").cloned();
-    let now = crate::controller::conditions::now();
-    set_condition(
+    set_ready(
         &mut status.conditions,
-        ready_condition(
-            previous.as_ref(),
-            Reason::InUse,
-            message.clone(),
-            ws.meta().generation,
-            now,
-        ),
+        Reason::InUse,
+        message.clone(),
+        ws.meta().generation,
+        crate::controller::conditions::now(),
     );
     if previous
         .as_ref()
@@ -220,16 +216,12 @@ async fn reconcile_inner(ws: &MLWorkspace, ctx: &Context) -> Result<Action, Erro
     status.secret_resource_version = secret_rv;
     status.observed_generation = ws.meta().generation;
     let previous = old.conditions.iter().find(|c| c.type_ == "Ready").cloned();
-    let now = crate::controller::conditions::now();
-    set_condition(
+    set_ready(
         &mut status.conditions,
-        ready_condition(
-            previous.as_ref(),
-            reason,
-            message.clone(),
-            ws.meta().generation,
-            now,
-        ),
+        reason,
+        message.clone(),
+        ws.meta().generation,
+        crate::controller::conditions::now(),
     );
     if previous
         .as_ref()

@@ -44,5 +44,22 @@ build k8s kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager 
 build k8s kubectl k8s.io/kubernetes/cmd/kubectl "$kv -X k8s.io/client-go/pkg/version.gitVersion=$k8s"
 build helm helm helm.sh/helm/v3/cmd/helm "-X helm.sh/helm/v3/internal/version.version=$helm"
 
+# Small test tools from wrapper modules with their own main package (the upstream kstatus
+# library, gopher-lua as Argo CD embeds it). Keyed by the wrapper's content, so a changed pin or
+# program is rebuilt even in a warm cache.
+tool() { # module dir (= output name)
+  local dir=$1 stamp sum
+  stamp="$bin/.$dir.sum"
+  sum=$(cd "$gomod/$dir" && cat go.mod go.sum ./*.go | sha256sum | cut -d' ' -f1)
+  if [ -x "$bin/$dir" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$sum" ]; then
+    echo "==> $dir: cached" >&2; return
+  fi
+  rm -f "$bin/$dir"
+  build "$dir" "$dir" .
+  echo "$sum" > "$stamp"
+}
+tool kstatus
+tool luahealth
+
 echo "==> testenv binaries ready in $(( $(date +%s) - start ))s ($(du -sh "$bin" | cut -f1))" >&2
 echo "$bin"

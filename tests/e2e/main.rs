@@ -1,6 +1,7 @@
 //! End-to-end tests: real kube-apiserver (testenv) + the Azure ML emulator + the operator as a
 //! process under deploy/base/rbac.yaml. Test names name the rule they prove.
 
+mod gitops;
 mod harness;
 mod identity;
 mod lifecycle;
