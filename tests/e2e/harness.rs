@@ -93,6 +93,16 @@ impl World {
         Self::on(env, prefix, EmulatorConfig::default()).await
     }
 
+    /// [`World::on_private`] with its own emulator configuration (the chaos scenario).
+    pub async fn on_private_with(
+        env: &'static TestEnv,
+        prefix: &str,
+        config: EmulatorConfig,
+    ) -> World {
+        install_now(env).await;
+        Self::on(env, prefix, config).await
+    }
+
     async fn on(env: &'static TestEnv, prefix: &str, config: EmulatorConfig) -> World {
         let emu = azureml_emulator::spawn(config).await.expect("emulator");
         let control = emu.control().expect("control client");

@@ -1,0 +1,244 @@
+//! The disruptions that run on their own schedule: operator restarts (mostly SIGKILL, some
+//! SIGTERM) and emulator fault rules (5xx, dropped connections and latency with a probability,
+//! plus 429 + Retry-After bursts).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use azureml_emulator::{ControlClient, FaultSpec};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::harness::{Operator, World};
+
+/// A small deterministic generator (xorshift64*), so a seed replays a schedule.
+#[derive(Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.max(1))
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    pub fn between(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (hi - lo) * self.unit()
+    }
+}
+
+/// What the restart loop did.
+#[derive(Default, Debug)]
+pub struct Restarts {
+    pub kills: usize,
+    pub terms: usize,
+    /// SIGTERMs answered by an exit within the grace period, by exit status.
+    pub term_exits: BTreeMap<String, usize>,
+    /// SIGTERMs not answered in time (then SIGKILLed).
+    pub term_timeouts: usize,
+    /// Every operator process's log file.
+    pub logs: Vec<PathBuf>,
+}
+
+pub struct Restarter {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<Operator>,
+}
+
+/// How the operator process is started.
+#[derive(Clone)]
+pub struct OperatorSpec {
+    pub world: &'static World,
+    pub kubeconfig: PathBuf,
+    pub namespaces: Vec<String>,
+    pub resync: String,
+}
+
+impl OperatorSpec {
+    pub fn start(&self, restarts: &Mutex<Restarts>) -> Operator {
+        let ns: Vec<&str> = self.namespaces.iter().map(String::as_str).collect();
+        let op = Operator::start_with(self.world, &self.kubeconfig, &ns, &[], &self.resync);
+        lock(restarts).logs.push(op.log.clone());
+        op
+    }
+}
+
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Restarter {
+    /// Restarts `op` every `every` (seconds, uniform), SIGTERM with probability `term`.
+    pub fn start(
+        spec: OperatorSpec,
+        mut op: Operator,
+        every: (f64, f64),
+        term: f64,
+        mut rng: Rng,
+        restarts: Arc<Mutex<Restarts>>,
+    ) -> Restarter {
+        let (stop, mut stop_rx) = watch::channel(false);
+        let task = tokio::spawn(async move {
+            loop {
+                let wait = Duration::from_secs_f64(rng.between(every.0, every.1));
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = stop_rx.changed() => return op,
+                }
+                if rng.unit() < term {
+                    let exit =
+                        tokio::task::block_in_place(|| op.terminate(Duration::from_secs(10)));
+                    let mut r = lock(&restarts);
+                    r.terms += 1;
+                    match exit {
+                        Some(status) => {
+                            *r.term_exits.entry(status.to_string()).or_default() += 1;
+                        }
+                        None => r.term_timeouts += 1,
+                    }
+                    drop(r);
+                    op.kill();
+                } else {
+                    op.kill();
+                    lock(&restarts).kills += 1;
+                }
+                op = spec.start(&restarts);
+            }
+        });
+        Restarter { stop, task }
+    }
+
+    /// Stops restarting and hands back the running operator.
+    pub async fn stop(self) -> Operator {
+        let _ = self.stop.send(true);
+        self.task.await.expect("the restart loop does not panic")
+    }
+}
+
+/// Fault rules on ARM paths (the token endpoint too, rarely).
+pub struct Faults {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+/// Rule id → what it injects.
+pub type FaultLabels = Arc<Mutex<BTreeMap<u64, &'static str>>>;
+
+const ARM: &str = "^/subscriptions/";
+
+impl Faults {
+    /// Adds the steady rules now and a 429 burst every `burst_every` seconds (jittered).
+    pub async fn start(
+        control: ControlClient,
+        burst_every: f64,
+        mut rng: Rng,
+        labels: FaultLabels,
+    ) -> Faults {
+        let steady = [
+            (
+                "503 (p=0.05)",
+                FaultSpec {
+                    path_pattern: ARM.into(),
+                    status: Some(503),
+                    probability: Some(0.05),
+                    ..FaultSpec::default()
+                },
+            ),
+            (
+                "500 (p=0.05)",
+                FaultSpec {
+                    path_pattern: ARM.into(),
+                    status: Some(500),
+                    probability: Some(0.05),
+                    ..FaultSpec::default()
+                },
+            ),
+            (
+                "drop (p=0.03)",
+                FaultSpec {
+                    path_pattern: ARM.into(),
+                    drop: true,
+                    probability: Some(0.03),
+                    ..FaultSpec::default()
+                },
+            ),
+            (
+                "latency 1.5s (p=0.1)",
+                FaultSpec {
+                    path_pattern: ARM.into(),
+                    latency_ms: Some(1500),
+                    probability: Some(0.1),
+                    ..FaultSpec::default()
+                },
+            ),
+            (
+                "token 503 (p=0.05)",
+                FaultSpec {
+                    path_pattern: "/oauth2/".into(),
+                    status: Some(503),
+                    probability: Some(0.05),
+                    ..FaultSpec::default()
+                },
+            ),
+        ];
+        for (label, spec) in steady {
+            let id = control.add_fault(&spec).await.expect("add fault rule");
+            lock(&labels).insert(id, label);
+        }
+        let (stop, mut stop_rx) = watch::channel(false);
+        let task = tokio::spawn(async move {
+            loop {
+                let wait = Duration::from_secs_f64(rng.between(0.5, 1.5) * burst_every);
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = stop_rx.changed() => return,
+                }
+                let spec = FaultSpec {
+                    path_pattern: ARM.into(),
+                    status: Some(429),
+                    code: Some("TooManyRequests".into()),
+                    retry_after: Some(1 + rng.next_u64() % 3),
+                    count: Some(10 + rng.next_u64() % 21),
+                    ..FaultSpec::default()
+                };
+                if let Ok(id) = control.add_fault(&spec).await {
+                    lock(&labels).insert(id, "429 burst (10-30, Retry-After 1-3s)");
+                }
+            }
+        });
+        Faults { stop, task }
+    }
+
+    /// Stops the bursts and removes every rule.
+    pub async fn stop(self, control: &ControlClient) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+        control.clear_faults().await.expect("clear fault rules");
+    }
+}
+
+/// Whether any of `logs` mentions a panic; returns the first such line.
+pub fn first_panic(logs: &[PathBuf]) -> Option<String> {
+    logs.iter().find_map(|p| panic_in(p))
+}
+
+fn panic_in(p: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(p).ok()?;
+    text.lines()
+        .find(|l| l.contains("panicked"))
+        .map(|l| format!("{}: {l}", p.display()))
+}
