@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use azureml_emulator::{ControlClient, FaultSpec};
 use tokio::sync::watch;
@@ -48,16 +48,34 @@ pub struct Restarts {
     pub terms: usize,
     /// SIGTERMs answered by an exit within the grace period, by exit status.
     pub term_exits: BTreeMap<String, usize>,
-    /// SIGTERMs not answered in time (then SIGKILLed).
+    /// Seconds from SIGTERM to exit, for those that exited.
+    pub term_seconds: Vec<f64>,
+    /// SIGTERMs not answered within the grace period (then SIGKILLed).
     pub term_timeouts: usize,
+    /// When each restart happened (seconds since the scenario's start).
+    pub at: Vec<f64>,
     /// Every operator process's log file.
     pub logs: Vec<PathBuf>,
+}
+
+/// When restarts happen.
+#[derive(Clone, Copy)]
+pub struct Schedule {
+    /// Seconds before the first restart.
+    pub first: f64,
+    /// Seconds between later restarts (uniform).
+    pub every: (f64, f64),
+    /// Share of restarts that are SIGTERM (else SIGKILL).
+    pub term: f64,
 }
 
 pub struct Restarter {
     stop: watch::Sender<bool>,
     task: JoinHandle<Operator>,
 }
+
+/// The grace period of a SIGTERM, as `terminationGracePeriodSeconds` in deploy/base.
+pub const GRACE: Duration = Duration::from_secs(30);
 
 /// How the operator process is started.
 #[derive(Clone)]
@@ -82,31 +100,34 @@ pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Restarter {
-    /// Restarts `op` every `every` (seconds, uniform), SIGTERM with probability `term`.
+    /// Restarts `op` on `schedule`.
     pub fn start(
         spec: OperatorSpec,
         mut op: Operator,
-        every: (f64, f64),
-        term: f64,
+        schedule: Schedule,
         mut rng: Rng,
         restarts: Arc<Mutex<Restarts>>,
+        t0: Instant,
     ) -> Restarter {
         let (stop, mut stop_rx) = watch::channel(false);
         let task = tokio::spawn(async move {
+            let Schedule { first, every, term } = schedule;
+            let mut wait = Duration::from_secs_f64(first);
             loop {
-                let wait = Duration::from_secs_f64(rng.between(every.0, every.1));
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
                     _ = stop_rx.changed() => return op,
                 }
+                lock(&restarts).at.push(t0.elapsed().as_secs_f64());
                 if rng.unit() < term {
-                    let exit =
-                        tokio::task::block_in_place(|| op.terminate(Duration::from_secs(10)));
+                    let sent = Instant::now();
+                    let exit = tokio::task::block_in_place(|| op.terminate(GRACE));
                     let mut r = lock(&restarts);
                     r.terms += 1;
                     match exit {
                         Some(status) => {
                             *r.term_exits.entry(status.to_string()).or_default() += 1;
+                            r.term_seconds.push(sent.elapsed().as_secs_f64());
                         }
                         None => r.term_timeouts += 1,
                     }
@@ -117,6 +138,7 @@ impl Restarter {
                     lock(&restarts).kills += 1;
                 }
                 op = spec.start(&restarts);
+                wait = Duration::from_secs_f64(rng.between(every.0, every.1));
             }
         });
         Restarter { stop, task }

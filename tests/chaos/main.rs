@@ -35,7 +35,9 @@ use serde_json::{Value, json};
 use testenv::TestEnv;
 
 use checks::{Scenario, calls_on, leaked, non_detach_deletes};
-use disrupt::{FaultLabels, Faults, OperatorSpec, Restarter, Restarts, Rng, first_panic, lock};
+use disrupt::{
+    FaultLabels, Faults, OperatorSpec, Restarter, Restarts, Rng, Schedule, first_panic, lock,
+};
 use fixture::{
     AZURE_WORKSPACES, Fixture, Kind, NAMESPACES, NEW_SSH_PORT, ROTATED_NS, ROTATED_VM_PASSWORD,
     secret_values,
@@ -185,14 +187,19 @@ async fn chaos_every_kind_converges_and_detaches_under_restarts_faults_and_an_ap
         resync: p.resync.to_owned(),
     };
     let t0 = Instant::now();
+    let start = k8s_openapi::jiff::Timestamp::now();
     let op = spec.start(&restarts);
     let restarter = Restarter::start(
         spec.clone(),
         op,
-        p.restart_every,
-        p.term_share,
+        Schedule {
+            first: rng.between(p.restart_every.0, p.restart_every.1),
+            every: p.restart_every,
+            term: p.term_share,
+        },
         Rng::new(rng.next_u64()),
         restarts.clone(),
+        t0,
     );
     let faults = Faults::start(
         s.control.clone(),
@@ -264,10 +271,15 @@ async fn chaos_every_kind_converges_and_detaches_under_restarts_faults_and_an_ap
     let restarter = Restarter::start(
         spec.clone(),
         op,
-        p.restart_every,
-        p.term_share,
+        Schedule {
+            // The first restart lands in the middle of the detaches.
+            first: 1.5,
+            every: p.restart_every,
+            term: p.term_share,
+        },
         Rng::new(rng.next_u64()),
         restarts.clone(),
+        t0,
     );
     let faults = Faults::start(
         s.control.clone(),
@@ -298,14 +310,25 @@ async fn chaos_every_kind_converges_and_detaches_under_restarts_faults_and_an_ap
         workspaces.len(),
         d0.elapsed().as_secs_f64()
     ));
-    tokio::time::sleep_until((d0 + p.delete_chaos).into()).await;
+    // Under chaos until everything is gone or the phase ends.
+    let gone_under_chaos = wait_gone(&s, p.delete_chaos).await.ok();
+    match gone_under_chaos {
+        Some(_) => figure(format!(
+            "everything deleted under chaos {:.1}s after the deletes",
+            d0.elapsed().as_secs_f64()
+        )),
+        None => figure(format!(
+            "not everything deleted within the {:?} chaos phase",
+            p.delete_chaos
+        )),
+    }
     let events_delete_chaos = warning_snapshot(&s).await;
     faults.stop(&s.control).await;
     let mut op = restarter.stop().await;
     monitor.set_phase(Phase::DeleteQuiet);
-    let quiet = Instant::now();
     let gone = wait_gone(&s, p.delete_bound).await;
     match &gone {
+        Ok(_) if gone_under_chaos.is_some() => {}
         Ok(d) => figure(format!(
             "everything deleted {:.1}s after the faults stopped (bound {:?}; {:.1}s after the deletes)",
             d.as_secs_f64(),
@@ -317,7 +340,6 @@ async fn chaos_every_kind_converges_and_detaches_under_restarts_faults_and_an_ap
             p.delete_bound
         )),
     }
-    let _ = quiet;
     let events_end = warning_snapshot(&s).await;
     op.kill();
     let log = {
@@ -484,9 +506,24 @@ async fn chaos_every_kind_converges_and_detaches_under_restarts_faults_and_an_ap
         .iter()
         .filter(|e| e.status == 429 && e.fault.is_some())
         .count();
+    let restart_at = lock(&restarts).at.clone();
     let self_429: Vec<String> = throttled_by_emulator
         .iter()
-        .map(|e| format!("{} {} at {}", e.operation, e.path, e.timestamp))
+        .map(|e| {
+            let at = e
+                .timestamp
+                .parse::<k8s_openapi::jiff::Timestamp>()
+                .map_or(f64::NAN, |t| t.duration_since(start).as_secs_f64());
+            let after = restart_at
+                .iter()
+                .rev()
+                .find(|r| **r <= at)
+                .map_or("no restart before".to_owned(), |r| {
+                    format!("{:.1}s after the restart at {r:.0}s", at - r)
+                });
+            let compute = e.path.rsplit('/').next().unwrap_or_default();
+            format!("{} {compute} at {at:.1}s, {after}", e.operation)
+        })
         .collect();
     report.invariant_list(
         "0 429s the operator caused itself (emulator throttle at ARM defaults)",
@@ -501,14 +538,23 @@ async fn chaos_every_kind_converges_and_detaches_under_restarts_faults_and_an_ap
     arm_figures(&log, &labels);
     {
         let r = lock(&restarts);
+        let max_term = r.term_seconds.iter().copied().fold(0.0, f64::max);
         figure(format!(
-            "restarts: {} ({} SIGKILL, {} SIGTERM: exits {:?}, {} not within 10s), {} operator processes",
+            "restarts: {} ({} SIGKILL, {} SIGTERM: exits {:?} after at most {max_term:.1}s, {} not within the {:?} grace period), {} operator processes",
             r.kills + r.terms,
             r.kills,
             r.terms,
             r.term_exits,
             r.term_timeouts,
+            disrupt::GRACE,
             r.logs.len()
+        ));
+        figure(format!(
+            "restarts at (s since the start): {}",
+            r.at.iter()
+                .map(|t| format!("{t:.0}"))
+                .collect::<Vec<_>>()
+                .join(" ")
         ));
     }
     figure(format!(
@@ -530,15 +576,28 @@ async fn chaos_every_kind_converges_and_detaches_under_restarts_faults_and_an_ap
             by_reason(before, after)
         ));
     }
-    let mut examples: BTreeMap<String, String> = BTreeMap::new();
+    // One note per Warning reason, and when they were emitted (seconds since the start).
+    let mut examples: BTreeMap<String, (String, f64, f64)> = BTreeMap::new();
     for e in events(&s).await {
         if e.type_.as_deref() == Some("Warning") {
+            let since = |t: k8s_openapi::jiff::Timestamp| t.duration_since(start).as_secs_f64();
+            let first = e.event_time.as_ref().map_or(f64::NAN, |t| since(t.0));
+            let last = e
+                .series
+                .as_ref()
+                .map_or(first, |x| since(x.last_observed_time.0));
             let note: String = e.note.unwrap_or_default().chars().take(160).collect();
-            examples.entry(e.reason.unwrap_or_default()).or_insert(note);
+            let x = examples
+                .entry(e.reason.unwrap_or_default())
+                .or_insert((note, first, last));
+            x.1 = x.1.min(first);
+            x.2 = x.2.max(last);
         }
     }
-    for (reason, note) in examples {
-        figure(format!("  e.g. Warning {reason}: {note}"));
+    for (reason, (note, first, last)) in examples {
+        figure(format!(
+            "  Warning {reason} from {first:.0}s to {last:.0}s, e.g.: {note}"
+        ));
     }
     figure(format!(
         "monitor: {} compute samples, {sample_errors} sample errors (during the outage, expected)",
