@@ -163,7 +163,7 @@ pub type FaultLabels = Arc<Mutex<BTreeMap<u64, &'static str>>>;
 const ARM: &str = "^/subscriptions/";
 
 impl Faults {
-    /// Adds the steady rules now and a 429 burst every `burst_every` seconds (jittered).
+    /// Adds the steady rules now and a 429 burst of 1-4 s every `burst_every` seconds (jittered).
     pub async fn start(
         control: ControlClient,
         burst_every: f64,
@@ -229,16 +229,23 @@ impl Faults {
                     _ = tokio::time::sleep(wait) => {}
                     _ = stop_rx.changed() => return,
                 }
+                // Like ARM: every request is refused for a while (not for a number of requests,
+                // which would punish a client for honouring Retry-After).
                 let spec = FaultSpec {
                     path_pattern: ARM.into(),
                     status: Some(429),
                     code: Some("TooManyRequests".into()),
                     retry_after: Some(1 + rng.next_u64() % 3),
-                    count: Some(10 + rng.next_u64() % 21),
                     ..FaultSpec::default()
                 };
+                let lasts = Duration::from_secs_f64(rng.between(1.0, 4.0));
                 if let Ok(id) = control.add_fault(&spec).await {
-                    lock(&labels).insert(id, "429 burst (10-30, Retry-After 1-3s)");
+                    lock(&labels).insert(id, "429 burst (1-4s long, Retry-After 1-3s)");
+                    tokio::select! {
+                        _ = tokio::time::sleep(lasts) => {}
+                        _ = stop_rx.changed() => return,
+                    }
+                    let _ = control.delete_fault(id).await;
                 }
             }
         });
