@@ -600,7 +600,7 @@ async fn chaos_every_kind_converges_and_detaches_under_restarts_faults_and_an_ap
         ));
     }
     figure(format!(
-        "monitor: {} compute samples, {sample_errors} sample errors (during the outage, expected)",
+        "monitor: {} compute samples, {sample_errors} failed samples or log fetches",
         recorded.samples
     ));
     figure(format!("wall time {:.0}s", wall.elapsed().as_secs_f64()));
