@@ -89,8 +89,7 @@ impl World {
 
     /// A world on a private control plane (for tests that stop its API server).
     pub async fn on_private(env: &'static TestEnv, prefix: &str) -> World {
-        install_now(env).await;
-        Self::on(env, prefix, EmulatorConfig::default()).await
+        Self::on_private_with(env, prefix, EmulatorConfig::default()).await
     }
 
     /// [`World::on_private`] with its own emulator configuration (the chaos scenario).
