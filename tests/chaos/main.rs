@@ -117,7 +117,7 @@ async fn chaos_every_kind_converges_and_detaches_under_restarts_faults_and_an_ap
     });
     let p = Profile::for_targets(n);
     figure(format!(
-        "start: {n} targets ({} kinds x {NAMESPACES} namespaces x {} workspaces), seed {seed} (CHAOS_SEED={seed} replays the schedule), resync {}, restarts every {:.0}-{:.0}s ({:.0}% SIGTERM), converge phase {:?} (outage at {:?} for {:?}, mutations at {:?}), delete phase {:?}",
+        "start: {n} targets ({} kinds x {NAMESPACES} namespaces x {} workspaces), seed {seed} (CHAOS_SEED={seed} replays the restart and 429-burst schedule), resync {}, restarts every {:.0}-{:.0}s ({:.0}% SIGTERM), converge phase {:?} (outage at {:?} for {:?}, mutations at {:?}), delete phase {:?}",
         Kind::ALL.len(),
         AZURE_WORKSPACES.len(),
         p.resync,
