@@ -7,7 +7,7 @@ CARGO ?= cargo
 # failed build stops `bin=$$(...) && ...` instead of exporting an empty directory.
 TESTENV_BIN_CMD = bash testenv/scripts/build-binaries.sh
 
-.PHONY: all build test demo testenv crds check-crds fmt lint clean-testenv
+.PHONY: all build test demo chaos testenv crds check-crds fmt lint clean-testenv
 
 all: build
 
@@ -22,6 +22,13 @@ testenv:
 test: lint check-crds
 	@bin=$$($(TESTENV_BIN_CMD)) && export AZUREML_ATTACH_TESTENV_BIN="$$bin" && \
 	  $(CARGO) test --workspace --locked --no-fail-fast
+
+## The chaos scenario (tests/chaos, bench/chaos/RESULTS.md) with CHAOS_TARGETS targets; `make test`
+## runs the same scenario with 30 targets and shorter phases.
+CHAOS_TARGETS ?= 300
+chaos:
+	@bin=$$($(TESTENV_BIN_CMD)) && export AZUREML_ATTACH_TESTENV_BIN="$$bin" && \
+	  CHAOS_TARGETS=$(CHAOS_TARGETS) $(CARGO) test --locked --test chaos -- --nocapture
 
 ## The whole product on a local control plane and the Azure ML emulator.
 demo:

@@ -150,17 +150,20 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
             fastrand::f64,
         )
     };
+    let mut injected = None;
     let mut resp = 'answer: {
         if let Some(f) = fault {
             if let Some(ms) = f.latency_ms {
                 tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
             }
             if f.drop {
+                injected = Some(f.rule);
                 let mut r = empty_response(StatusCode::OK);
                 r.extensions_mut().insert(DropConnection);
                 break 'answer r;
             }
             if let Some(status) = f.status {
+                injected = Some(f.rule);
                 let status =
                     StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
                 let code = f.code.unwrap_or_else(|| code_for_status(status).to_owned());
@@ -183,7 +186,7 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
         };
         process(&app, &parts, &route, &bytes)
     };
-    finish(&app, &parts, operation, &mut resp);
+    finish(&app, &parts, operation, injected, &mut resp);
     resp
 }
 
@@ -241,7 +244,7 @@ pub fn host_of(parts: &Parts) -> Option<String> {
 }
 
 /// Add the headers every Azure answer carries and log the request.
-fn finish(app: &App, parts: &Parts, operation: &str, resp: &mut Response) {
+fn finish(app: &App, parts: &Parts, operation: &str, fault: Option<u64>, resp: &mut Response) {
     let dropped = resp.extensions().get::<DropConnection>().is_some();
     if !dropped {
         let h = resp.headers_mut();
@@ -282,6 +285,7 @@ fn finish(app: &App, parts: &Parts, operation: &str, resp: &mut Response) {
         operation: operation.to_owned(),
         status: if dropped { 0 } else { resp.status().as_u16() },
         principal,
+        fault,
         timestamp: crate::response::arm_time(Utc::now()),
     };
     tracing::debug!(method = %entry.method, path = %entry.path, status = entry.status, "request");

@@ -48,6 +48,8 @@ pub struct FaultRule {
 /// What a triggered rule does to a request.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct FaultAction {
+    /// Id of the rule that fired.
+    pub rule: u64,
     /// Sleep first.
     pub latency_ms: Option<u64>,
     /// Then drop the connection.
@@ -123,6 +125,7 @@ pub fn trigger(
         .position(|r| r.matches(method, path) && r.spec.probability.is_none_or(|p| roll() < p))?;
     let rule = &mut rules[idx];
     let action = FaultAction {
+        rule: rule.id,
         latency_ms: rule.spec.latency_ms,
         drop: rule.spec.drop,
         status: rule.spec.status,

@@ -144,6 +144,11 @@ pub struct LogEntry {
     pub status: u16,
     /// Client id of the caller, when authenticated.
     pub principal: Option<String>,
+    /// Id of the fault rule that answered instead of the emulator (an injected status or a
+    /// dropped connection); `None` when the emulator answered, even after a latency-only rule.
+    /// Tells an injected 429 from one of the emulator's own throttle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<u64>,
     /// When.
     pub timestamp: String,
 }

@@ -194,6 +194,14 @@ async fn fault_status_with_retry_after_and_count() {
     assert!(e.control.faults().await.unwrap().is_empty());
     let log = e.control.requests(None).await.unwrap();
     assert_eq!(log.counts.get("Compute_Get 503").copied(), Some(2));
+    // The log names the rule that answered; the emulator's own answer carries none.
+    let faults: Vec<(u16, Option<u64>)> = log
+        .entries
+        .iter()
+        .filter(|x| x.operation == "Compute_Get")
+        .map(|x| (x.status, x.fault))
+        .collect();
+    assert_eq!(faults, [(503, Some(id)), (503, Some(id)), (404, None)]);
     // Invalid rules are refused.
     let bad = FaultSpec {
         path_pattern: "(".into(),
@@ -319,6 +327,10 @@ async fn throttling_like_arm() {
         "{:?}",
         r.header("retry-after")
     );
+    // A throttled answer is the emulator's own, not a fault rule's.
+    let log = e.control.requests(None).await.unwrap();
+    let throttled = log.entries.iter().find(|x| x.status == 429).unwrap();
+    assert_eq!(throttled.fault, None);
     // Writes have their own bucket.
     let w = e
         .put(

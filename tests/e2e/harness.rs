@@ -89,8 +89,17 @@ impl World {
 
     /// A world on a private control plane (for tests that stop its API server).
     pub async fn on_private(env: &'static TestEnv, prefix: &str) -> World {
+        Self::on_private_with(env, prefix, EmulatorConfig::default()).await
+    }
+
+    /// [`World::on_private`] with its own emulator configuration (the chaos scenario).
+    pub async fn on_private_with(
+        env: &'static TestEnv,
+        prefix: &str,
+        config: EmulatorConfig,
+    ) -> World {
         install_now(env).await;
-        Self::on(env, prefix, EmulatorConfig::default()).await
+        Self::on(env, prefix, config).await
     }
 
     async fn on(env: &'static TestEnv, prefix: &str, config: EmulatorConfig) -> World {
