@@ -332,7 +332,6 @@ fn as_generous_as_arm() -> ThrottleConfig {
         deletes: arm_limits::DELETES,
         initial_fraction: 1.0,
         margin_fraction: 0.0,
-        unreported_rate_fraction: 1.0,
         ..ThrottleConfig::default()
     }
 }

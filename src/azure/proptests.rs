@@ -625,17 +625,15 @@ fn arb_throttle_config() -> impl Strategy<Value = ThrottleConfig> {
         0u64..20_000,
         0.0f64..=1.0,
         0.0f64..=1.0,
-        0.0f64..=1.0,
     )
         .prop_map(
-            |(reads, writes, deletes, max_wait, initial, margin, unreported)| ThrottleConfig {
+            |(reads, writes, deletes, max_wait, initial, margin)| ThrottleConfig {
                 reads,
                 writes,
                 deletes,
                 max_wait: Duration::from_millis(max_wait),
                 initial_fraction: initial,
                 margin_fraction: margin,
-                unreported_rate_fraction: unreported,
             },
         )
 }

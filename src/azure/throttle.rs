@@ -9,10 +9,7 @@
 //! - **A fresh process starts nearly empty.** A predecessor (a crash, a rollout, another replica
 //!   that just lost the lease) may have spent the subscription's budget a moment ago, and a new
 //!   process cannot know. A new bucket holds [`ThrottleConfig::initial_fraction`] of its burst
-//!   and, until ARM has reported on it, refills at a tenth of the normal rate: the first answer
-//!   (milliseconds away) tells the real count. Refilling at the full rate before that let a
-//!   process restarted 2 s into a burst send ~20 PUTs into ARM's empty bucket (3 self-caused
-//!   429s in the chaos run, bench/chaos/RESULTS.md).
+//!   and refills at the normal rate.
 //! - **ARM's own count lowers ours.** Every answer carries `x-ms-ratelimit-remaining-*`
 //!   ([`super::headers::remaining_reports`]). The first per-principal report of a bucket
 //!   replaces the start-up guess; afterwards a report can only *lower* the bucket, to
@@ -141,9 +138,6 @@ pub struct ThrottleConfig {
     /// Share of its burst kept in reserve below what ARM reports: other clients of the same
     /// principal spend from ARM's bucket too, and ARM's count is rounded down to whole requests.
     pub margin_fraction: f64,
-    /// Share of its rate a new bucket refills at until ARM first reports on it (the first
-    /// answer, normally milliseconds away). Small for the same reason as `initial_fraction`.
-    pub unreported_rate_fraction: f64,
 }
 
 impl Default for ThrottleConfig {
@@ -158,7 +152,6 @@ impl Default for ThrottleConfig {
             max_wait: Duration::from_secs(5),
             initial_fraction: 0.02,
             margin_fraction: 0.05,
-            unreported_rate_fraction: 0.1,
         }
     }
 }
@@ -172,7 +165,6 @@ impl ThrottleConfig {
         for (name, f) in [
             ("initial fraction", self.initial_fraction),
             ("margin fraction", self.margin_fraction),
-            ("unreported rate fraction", self.unreported_rate_fraction),
         ] {
             if !(0.0..=1.0).contains(&f) {
                 return Err(ConfigError::InvalidThrottle(format!(
@@ -232,8 +224,6 @@ pub struct TokenBucket {
     outstanding: u32,
     /// ARM has told us this bucket's state (a per-principal count, or a 429).
     reported: bool,
-    /// Share of the configured rate the bucket refills at until `reported`.
-    unreported_rate: f64,
 }
 
 impl TokenBucket {
@@ -252,29 +242,13 @@ impl TokenBucket {
             paused_until: None,
             outstanding: 0,
             reported: false,
-            unreported_rate: 1.0,
-        }
-    }
-
-    /// Refills at `fraction` of the rate until ARM first reports on the bucket.
-    pub fn slow_until_reported(mut self, fraction: f64) -> Self {
-        self.unreported_rate = fraction.clamp(0.0, 1.0);
-        self
-    }
-
-    /// Tokens per second: the configured rate once ARM has reported on this bucket, the
-    /// unreported share of it before (a fresh process does not know what its predecessor spent).
-    fn rate(&self) -> f64 {
-        if self.reported {
-            self.config.per_second
-        } else {
-            self.config.per_second * self.unreported_rate
         }
     }
 
     fn refill(&mut self, now: Instant) {
         let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * self.rate()).min(f64::from(self.config.burst));
+        self.tokens =
+            (self.tokens + elapsed * self.config.per_second).min(f64::from(self.config.burst));
         self.updated = self.updated.max(now);
         if self.paused_until.is_some_and(|until| until <= now) {
             self.paused_until = None;
@@ -290,7 +264,7 @@ impl TokenBucket {
             .unwrap_or_default();
         // Nothing refills during a pause, so the deficit comes after it: callers queued
         // behind a 429 are spread out at the refill rate instead of all waking when it ends.
-        let deficit = wait_secs((1.0 - self.tokens) / self.rate());
+        let deficit = wait_secs((1.0 - self.tokens) / self.config.per_second);
         pause.saturating_add(deficit)
     }
 
@@ -408,7 +382,6 @@ impl Throttle {
                 self.config.margin(class),
                 now,
             )
-            .slow_until_reported(self.config.unreported_rate_fraction)
         });
         f(bucket)
     }
