@@ -4,4 +4,5 @@
 pub mod api;
 pub mod azure;
 pub mod controller;
+pub mod import;
 pub mod ops;

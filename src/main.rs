@@ -1,5 +1,7 @@
-//! `azureml-attach`: `run` the operator, print the `crds`, or the `version`.
+//! `azureml-attach`: `run` the operator, `import` a workspace's attachments as manifests,
+//! print the `crds`, or the `version`.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,8 +13,10 @@ use futures::FutureExt;
 use azureml_attach::api::all_crds;
 use azureml_attach::azure::{
     self, AzureConfig, AzureOptions, BucketConfig, Cloud, EndpointOverrides, ThrottleConfig,
+    WorkspaceRef,
 };
 use azureml_attach::controller::{self, ControllerSettings};
+use azureml_attach::import::{self, CredentialChoice, CredentialKind, SshLogin};
 use azureml_attach::ops::{self, AdminServer, LogFormat, Metrics, Readiness};
 
 #[derive(Parser)]
@@ -30,6 +34,9 @@ struct Cli {
 enum Command {
     /// Run the operator (in cluster, or out of cluster with a kubeconfig).
     Run(Box<RunArgs>),
+    /// Print manifests (MLWorkspace, targets, Secret stubs) for the computes already attached
+    /// to a workspace; applied, the operator adopts them without a PUT.
+    Import(Box<ImportArgs>),
     /// Print the CustomResourceDefinitions as YAML, or write one file per CRD.
     Crds {
         /// Write `<plural>.<group>.yaml` files here instead of printing.
@@ -40,8 +47,9 @@ enum Command {
     Version,
 }
 
-#[derive(Parser, Debug)]
-struct RunArgs {
+/// Where Azure is: the flags `run` and `import` share.
+#[derive(clap::Args, Debug, Clone)]
+struct CloudArgs {
     /// Azure cloud.
     #[arg(long, env = "AZURE_CLOUD", value_enum, default_value = "AzurePublic")]
     cloud: Cloud,
@@ -60,6 +68,63 @@ struct RunArgs {
     /// Azure ML computes api-version.
     #[arg(long, env = "AZUREML_API_VERSION", default_value = azure::cloud::DEFAULT_API_VERSION)]
     api_version: String,
+}
+
+impl CloudArgs {
+    fn options(&self, throttle: ThrottleConfig) -> AzureOptions {
+        AzureOptions {
+            cloud: self.cloud,
+            overrides: EndpointOverrides {
+                arm_endpoint: self.arm_endpoint.clone(),
+                arm_audience: self.arm_audience.clone(),
+                authority_host: self.authority_host.clone(),
+            },
+            extra_ca_file: self.extra_ca_file.clone(),
+            api_version: Some(self.api_version.clone()),
+            throttle,
+        }
+    }
+}
+
+#[derive(Parser, Debug)]
+struct ImportArgs {
+    /// Subscription id of the workspace.
+    #[arg(long)]
+    subscription: String,
+    /// Resource group of the workspace.
+    #[arg(long)]
+    resource_group: String,
+    /// Name of the Azure ML workspace.
+    #[arg(long)]
+    workspace: String,
+    /// Namespace of the printed objects.
+    #[arg(long, default_value = "default")]
+    namespace: String,
+    /// Name of the printed MLWorkspace (default: the workspace's name).
+    #[arg(long)]
+    workspace_object_name: Option<String>,
+    /// Identity for the import and the printed MLWorkspace. ClientSecret reads the secret from
+    /// the environment variable AZURE_CLIENT_SECRET (there is no flag for it); AzureCli uses the
+    /// Azure CLI's account for the import and prints `credential.type: Default`.
+    #[arg(long, value_enum, default_value = "Default")]
+    credential: CredentialKind,
+    /// Entra tenant id (WorkloadIdentity, ClientSecret; optional for AzureCli).
+    #[arg(long)]
+    tenant_id: Option<String>,
+    /// Application (client) id (WorkloadIdentity, ClientSecret; a user-assigned ManagedIdentity).
+    #[arg(long)]
+    client_id: Option<String>,
+    /// Which SSH login the VM and HDInsight Secret stubs hold (Azure does not say).
+    #[arg(long, value_enum, default_value = "password")]
+    ssh_login: SshLogin,
+    #[command(flatten)]
+    azure: CloudArgs,
+}
+
+#[derive(Parser, Debug)]
+struct RunArgs {
+    #[command(flatten)]
+    azure: CloudArgs,
     /// How often every target is re-checked against one LIST per workspace (e.g. 30s, 5m, 1h).
     #[arg(long, env = "AZUREML_RESYNC_PERIOD", default_value = "5m", value_parser = parse_duration)]
     resync_period: Duration,
@@ -157,26 +222,88 @@ fn main() -> std::process::ExitCode {
                 std::process::ExitCode::FAILURE
             }
         },
-        Command::Run(args) => {
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("error: cannot start the async runtime: {e}");
-                    return std::process::ExitCode::FAILURE;
-                }
-            };
-            match runtime.block_on(run(*args)) {
-                Ok(()) => std::process::ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    std::process::ExitCode::FAILURE
-                }
+        Command::Run(args) => block_on(run(*args)),
+        Command::Import(args) => block_on(import(*args)),
+    }
+}
+
+fn block_on(
+    task: impl Future<Output = Result<(), Box<dyn std::error::Error>>>,
+) -> std::process::ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(task) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            let mut source = e.source();
+            while let Some(cause) = source {
+                eprintln!("  caused by: {cause}");
+                source = cause.source();
             }
+            std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// `import`: manifests on stdout, what was left out (and why) on stderr.
+async fn import(args: ImportArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let config = AzureConfig::load(args.azure.options(ThrottleConfig::default()))?;
+    let credential = CredentialChoice::from_flags(args.credential, args.tenant_id, args.client_id)?;
+    let settings = import::Settings::new(
+        WorkspaceRef::new(args.subscription, args.resource_group, args.workspace),
+        &args.namespace,
+        args.workspace_object_name.as_deref(),
+        config.cloud,
+        credential,
+        args.ssh_login,
+    )?;
+    // Only from the environment: a flag would show in `ps` and shell history.
+    let client_secret = std::env::var("AZURE_CLIENT_SECRET")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .filter(|_| settings.credential.spec().needs_client_secret())
+        .map(secrecy::SecretString::from);
+    let computes = import::list_computes(
+        &config,
+        &settings.credential,
+        client_secret,
+        &settings.workspace,
+    )
+    .await?;
+    let output = import::manifests(&settings, &computes);
+    print!("{}", output.to_yaml()?);
+    for s in &output.skipped {
+        eprintln!(
+            "skipped compute {:?} ({}): {}",
+            s.compute, s.compute_type, s.why
+        );
+    }
+    for note in &output.notes {
+        eprintln!("note: {note}");
+    }
+    eprintln!(
+        "imported {} of {} computes of workspace {}",
+        output.targets().len(),
+        computes.len(),
+        settings.workspace
+    );
+    if !output.stubs().is_empty() {
+        eprintln!(
+            "fill in the {}…> placeholders of Secret(s) {} before applying",
+            import::PLACEHOLDER_PREFIX,
+            output.stubs().join(", ")
+        );
+    }
+    Ok(())
 }
 
 fn print_crds(out_dir: Option<PathBuf>) -> Result<(), Box<dyn std::error::Error>> {
@@ -204,17 +331,7 @@ fn print_crds(out_dir: Option<PathBuf>) -> Result<(), Box<dyn std::error::Error>
 async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     azure::install_crypto_provider();
     ops::logging::init(args.log_format)?;
-    let azure = AzureConfig::load(AzureOptions {
-        cloud: args.cloud,
-        overrides: EndpointOverrides {
-            arm_endpoint: args.arm_endpoint.clone(),
-            arm_audience: args.arm_audience.clone(),
-            authority_host: args.authority_host.clone(),
-        },
-        extra_ca_file: args.extra_ca_file.clone(),
-        api_version: Some(args.api_version.clone()),
-        throttle: args.throttle(),
-    })?;
+    let azure = AzureConfig::load(args.azure.options(args.throttle()))?;
     let client = kube::Client::try_default().await?;
     let metrics = Arc::new(Metrics::new());
     let readiness = Readiness::with_outage_limit(args.apiserver_outage_limit);
@@ -242,7 +359,7 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         _ = stopped.clone() => return Ok(()),
     };
     tracing::info!(
-        cloud = ?args.cloud,
+        cloud = ?args.azure.cloud,
         arm = %azure.endpoints.arm_endpoint,
         kubernetes = %version.git_version,
         resync = ?args.resync_period,
@@ -368,6 +485,57 @@ mod tests {
             Command::Run(args) => Ok(*args),
             _ => unreachable!("the run subcommand parses as Run"),
         }
+    }
+
+    fn import_args(extra: &[&str]) -> Result<ImportArgs, clap::Error> {
+        let argv = [
+            "azureml-attach",
+            "import",
+            "--subscription",
+            "00000000-0000-0000-0000-000000000000",
+            "--resource-group",
+            "ml-rg",
+            "--workspace",
+            "prod-workspace",
+        ];
+        match Cli::try_parse_from(argv.iter().chain(extra))?.command {
+            Command::Import(args) => Ok(*args),
+            _ => unreachable!("the import subcommand parses as Import"),
+        }
+    }
+
+    #[test]
+    fn import_flags() {
+        let args = import_args(&[]).unwrap();
+        assert_eq!(args.namespace, "default");
+        assert_eq!(args.workspace_object_name, None);
+        assert_eq!(args.credential, CredentialKind::Default);
+        assert_eq!(args.ssh_login, SshLogin::Password);
+        for kind in [
+            "Default",
+            "WorkloadIdentity",
+            "ClientSecret",
+            "ManagedIdentity",
+            "AzureCli",
+        ] {
+            assert!(import_args(&["--credential", kind]).is_ok(), "{kind}");
+        }
+        // The same cloud flags as `run`.
+        let custom = import_args(&[
+            "--cloud",
+            "Custom",
+            "--arm-endpoint",
+            "https://127.0.0.1:8443",
+            "--authority-host",
+            "https://127.0.0.1:8443",
+            "--extra-ca-file",
+            "/tmp/ca.pem",
+        ])
+        .unwrap();
+        assert_eq!(custom.azure.cloud, Cloud::Custom);
+        // The client secret comes from AZURE_CLIENT_SECRET only.
+        assert!(import_args(&["--client-secret", "s3cret"]).is_err());
+        assert!(import_args(&["--ssh-login", "private-key"]).is_ok());
     }
 
     #[test]

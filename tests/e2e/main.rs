@@ -4,6 +4,7 @@
 mod gitops;
 mod harness;
 mod identity;
+mod import;
 mod lifecycle;
 mod measure;
 mod memory;
