@@ -269,6 +269,7 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
                 _ = stopped.clone() => break,
             }
             tracing::info!("leading");
+            metrics.set_leader(true);
             let lost = lease.hold(stopped.clone());
             let stop = stopped.clone();
             let settings = settings(&args);
@@ -287,11 +288,13 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
                 },
             )
             .await;
+            metrics.set_leader(false);
             if *stop_rx.borrow() {
                 break;
             }
         }
     } else {
+        metrics.set_leader(true);
         controller::run(
             client,
             azure,
