@@ -386,6 +386,7 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
                 _ = stopped.clone() => break,
             }
             tracing::info!("leading");
+            metrics.set_leader(true);
             let lost = lease.hold(stopped.clone());
             let stop = stopped.clone();
             let settings = settings(&args);
@@ -404,11 +405,13 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
                 },
             )
             .await;
+            metrics.set_leader(false);
             if *stop_rx.borrow() {
                 break;
             }
         }
     } else {
+        metrics.set_leader(true);
         controller::run(
             client,
             azure,

@@ -12,6 +12,9 @@ use std::{
     sync::OnceLock,
 };
 
+#[allow(dead_code)] // shared with tests/e2e/monitoring.rs
+#[path = "common/monitoring.rs"]
+mod monitoring;
 #[allow(dead_code)] // shared with examples/demo.rs, which uses all of it
 #[path = "../examples/demo/stack.rs"]
 mod stack;
@@ -378,9 +381,11 @@ fn chart_with_default_values_applies_and_passes_restricted() {
     assert!(!args.iter().any(|a| a == "--leader-elect"), "{args:?}");
     assert!(docs.iter().any(|d| kind(d) == "CustomResourceDefinition"));
     assert!(
-        !docs
-            .iter()
-            .any(|d| kind(d) == "ServiceMonitor" || kind(d) == "PodDisruptionBudget")
+        !docs.iter().any(|d| matches!(
+            kind(d),
+            "ServiceMonitor" | "PodDisruptionBudget" | "PrometheusRule" | "ConfigMap"
+        )),
+        "monitoring objects are off by default"
     );
 }
 
@@ -401,22 +406,42 @@ spec:
         openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
 "#;
 
+/// The same for PrometheusRule.
+const PROMETHEUS_RULE_CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: prometheusrules.monitoring.coreos.com}
+spec:
+  group: monitoring.coreos.com
+  names: {kind: PrometheusRule, listKind: PrometheusRuleList, plural: prometheusrules, singular: prometheusrule}
+  scope: Namespaced
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+"#;
+
 #[test]
 fn chart_with_non_default_values_applies_and_passes_restricted() {
     let env = TestEnv::global();
     apply_server_side(env, "a ServiceMonitor CRD", SERVICE_MONITOR_CRD);
+    apply_server_side(env, "a PrometheusRule CRD", PROMETHEUS_RULE_CRD);
     run_ok(
-        "waiting for the ServiceMonitor CRD",
+        "waiting for the ServiceMonitor and PrometheusRule CRDs",
         kubectl(env).args([
             "wait",
             "--for=condition=Established",
             "--timeout=60s",
             "crd/servicemonitors.monitoring.coreos.com",
+            "crd/prometheusrules.monitoring.coreos.com",
         ]),
         None,
     );
-    // Its controller.watchNamespaces puts a Role in each, so they must exist (as on a cluster).
-    ensure_namespaces(env, &["ml-team-a", "ml-team-b"]);
+    // Its controller.watchNamespaces puts a Role in each, so they must exist (as on a cluster);
+    // its dashboard goes to Grafana's namespace.
+    ensure_namespaces(env, &["ml-team-a", "ml-team-b", "monitoring"]);
     let values = chart().join("ci/nondefault-values.yaml");
     let docs = apply_chart_and_check(env, "pkg-custom", &[], Some(&values));
 
@@ -476,6 +501,46 @@ fn chart_with_non_default_values_applies_and_passes_restricted() {
     );
     find(&docs, "ServiceMonitor");
     find(&docs, "PodDisruptionBudget");
+
+    let rule = find(&docs, "PrometheusRule");
+    assert_eq!(
+        rule["metadata"]["labels"]["release"],
+        "kube-prometheus-stack"
+    );
+    let alerts = monitoring::alerts(rule);
+    assert_eq!(alerts.len(), 7, "{alerts:?}");
+    for alert in &alerts {
+        assert_eq!(alert["labels"]["team"], "ml-platform", "{alert:?}");
+        // The job is the metrics Service's name, whatever the release is called.
+        let expr = alert["expr"].as_str().unwrap();
+        assert!(
+            expr.contains(r#"job="pkg-custom-azureml-attach-metrics""#),
+            "{expr}"
+        );
+    }
+    let by_name = |name: &str| *alerts.iter().find(|a| a["alert"] == name).unwrap();
+    assert_eq!(by_name("AzureMLAttachTargetNotReady")["for"], "30m");
+    assert_eq!(by_name("AzureMLAttachNoLeader")["for"], "10m");
+    assert_eq!(by_name("AzureMLAttachDetachStuck")["for"], "30m");
+
+    let dashboards = find(&docs, "ConfigMap");
+    assert_eq!(dashboards["metadata"]["namespace"], "monitoring");
+    assert_eq!(dashboards["metadata"]["labels"]["grafana_dashboard"], "1");
+    assert_eq!(
+        dashboards["metadata"]["annotations"]["grafana_folder"],
+        "Operators"
+    );
+    let files = monitoring::dashboards();
+    let data = dashboards["data"].as_mapping().unwrap();
+    assert_eq!(data.len(), files.len(), "one key per dashboards/*.json");
+    for (file, json) in &files {
+        let shipped: serde_json::Value =
+            serde_json::from_str(data[file.as_str()].as_str().unwrap()).unwrap();
+        assert_eq!(
+            &shipped, json,
+            "{file} in the ConfigMap differs from the file"
+        );
+    }
 }
 
 /// Creates the namespaces if they are missing. Server-side apply, so tests may race on them,
@@ -671,6 +736,13 @@ fn values_schema_refuses_bad_values_with_the_field_name() {
         ),
         ("controller.adminPort=70000", "adminPort"),
         ("unknownKey=1", "unknownKey"),
+        (
+            "prometheusRule.for.targetNotReady=15 minutes",
+            "targetNotReady",
+        ),
+        ("prometheusRule.alertLabels.team-name=x", "team-name"),
+        ("prometheusRule.runbookBaseUrl=README.md", "runbookBaseUrl"),
+        ("grafanaDashboard.namespace=Monitoring", "namespace"),
     ] {
         let err = run_err(
             &format!("helm template --set {set}"),
@@ -703,6 +775,13 @@ fn values_schema_refuses_bad_values_with_the_field_name() {
         (
             &["replicaCount=2", "controller.leaderElection=false"][..],
             "needs leader election",
+        ),
+        (
+            &[
+                "prometheusRule.enabled=true",
+                "metrics.service.enabled=false",
+            ][..],
+            "prometheusRule.enabled needs metrics.service.enabled",
         ),
     ] {
         let err = run_err(
@@ -1014,4 +1093,172 @@ fn make_demo_once_shows_every_sample_ready() {
         );
     }
     assert!(stdout.contains("detached"), "{stdout}");
+}
+
+/// The rendered PrometheusRule's `spec` as a Prometheus rules file
+/// (`azureml-attach-rules.yaml`), next to a copy of charts/azureml-attach/tests/alerts-test.yaml.
+fn rules_dir(env: &TestEnv) -> PathBuf {
+    let rule = monitoring::render_prometheus_rule(env.helm());
+    let dir = env.dir().join("alerts");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("azureml-attach-rules.yaml"),
+        serde_yaml::to_string(&rule["spec"]).unwrap(),
+    )
+    .unwrap();
+    std::fs::copy(
+        monitoring::chart().join("tests/alerts-test.yaml"),
+        dir.join("alerts-test.yaml"),
+    )
+    .unwrap();
+    dir
+}
+
+/// `promtool check rules` (with every lint, fatal) and `promtool test rules` on the rules the
+/// chart renders: each alert fires on its synthetic series and stays quiet on the others.
+#[test]
+fn alerts_pass_promtool_check_rules_and_their_unit_tests() {
+    let env = TestEnv::global();
+    let promtool = testenv::promtool().unwrap_or_else(|e| panic!("{e}"));
+    let dir = rules_dir(env);
+    let out = run_ok(
+        "promtool check rules",
+        Command::new(&promtool)
+            .args(["check", "rules", "--lint=all", "--lint-fatal"])
+            .arg("azureml-attach-rules.yaml")
+            .current_dir(&dir),
+        None,
+    );
+    assert!(out.contains("SUCCESS: 7 rules found"), "{out}");
+    run_ok(
+        "promtool test rules charts/azureml-attach/tests/alerts-test.yaml",
+        Command::new(&promtool)
+            .args(["test", "rules", "alerts-test.yaml"])
+            .current_dir(&dir),
+        None,
+    );
+}
+
+/// GitHub's anchor for a Markdown heading.
+fn github_anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter_map(|c| match c {
+            ' ' => Some('-'),
+            c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn every_alert_has_a_severity_annotations_a_runbook_in_the_readme_and_tests_both_ways() {
+    let env = TestEnv::global();
+    let rule = monitoring::render_prometheus_rule(env.helm());
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let anchors: BTreeSet<String> = readme
+        .lines()
+        .filter_map(|l| l.strip_prefix('#'))
+        .map(|h| github_anchor(h.trim_start_matches('#')))
+        .collect();
+    let tests: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(monitoring::chart().join("tests/alerts-test.yaml")).unwrap(),
+    )
+    .unwrap();
+    let cases: Vec<&Value> = tests["tests"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .flat_map(|t| t["alert_rule_test"].as_sequence().unwrap())
+        .collect();
+    let base = "https://github.com/azureml-attach/azureml-attach/blob/main/README.md#";
+    for alert in monitoring::alerts(&rule) {
+        let name = alert["alert"].as_str().unwrap();
+        let severity = alert["labels"]["severity"].as_str().unwrap_or_default();
+        assert!(
+            matches!(severity, "warning" | "critical"),
+            "{name}: severity {severity:?}"
+        );
+        for key in ["summary", "description"] {
+            assert!(
+                alert["annotations"][key]
+                    .as_str()
+                    .is_some_and(|s| !s.is_empty()),
+                "{name}: no {key}"
+            );
+        }
+        let runbook = alert["annotations"]["runbook_url"].as_str().unwrap();
+        let anchor = runbook
+            .strip_prefix(base)
+            .unwrap_or_else(|| panic!("{name}: runbook_url {runbook} is not in the README"));
+        assert_eq!(anchor, name.to_lowercase(), "{name}: runbook anchor");
+        assert!(
+            anchors.contains(anchor),
+            "{name}: README.md has no heading for #{anchor}"
+        );
+        let of_this = |fires: bool| {
+            cases.iter().any(|c| {
+                c["alertname"] == name
+                    && c["exp_alerts"]
+                        .as_sequence()
+                        .is_some_and(|a| a.is_empty() != fires)
+            })
+        };
+        assert!(of_this(true), "{name}: no test case where it fires");
+        assert!(of_this(false), "{name}: no test case where it stays quiet");
+    }
+}
+
+/// The states of `label=~"a|b"` (or `!~`) in `expr`.
+fn regex_states(expr: &str, op: &str) -> BTreeSet<String> {
+    let start = format!("state{op}\"");
+    let at = expr
+        .find(&start)
+        .unwrap_or_else(|| panic!("no state{op} in {expr}"));
+    let rest = &expr[at + start.len()..];
+    rest[..rest.find('"').unwrap()]
+        .split('|')
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The refusal alert covers the reasons the operator does not retry (`Reason::is_permanent`)
+/// plus DuplicateAttachment (re-checked every resync, but only a person resolves it); the
+/// not-Ready alert covers every other state except Attached and Detaching (its own alert).
+#[test]
+fn refusal_alert_states_are_the_reasons_that_need_a_person() {
+    use azureml_attach::controller::conditions::Reason;
+    let env = TestEnv::global();
+    let rule = monitoring::render_prometheus_rule(env.helm());
+    let alerts = monitoring::alerts(&rule);
+    let expr = |name: &str| {
+        alerts
+            .iter()
+            .find(|a| a["alert"] == name)
+            .and_then(|a| a["expr"].as_str())
+            .unwrap_or_else(|| panic!("no alert {name}"))
+            .to_owned()
+    };
+    let refused = regex_states(&expr("AzureMLAttachTargetRefused"), "=~");
+    let mut need_a_person: BTreeSet<String> = Reason::ALL
+        .into_iter()
+        .filter(|r| r.is_permanent())
+        .map(|r| r.as_str().to_owned())
+        .collect();
+    need_a_person.insert(Reason::DuplicateAttachment.as_str().to_owned());
+    assert_eq!(refused, need_a_person);
+    let mut not_ready_excludes = refused.clone();
+    not_ready_excludes.extend(["Attached".to_owned(), "Detaching".to_owned()]);
+    assert_eq!(
+        regex_states(&expr("AzureMLAttachTargetNotReady"), "!~"),
+        not_ready_excludes
+    );
+    for state in &not_ready_excludes {
+        assert!(
+            Reason::parse(state).is_some(),
+            "{state} is not a reason the operator reports"
+        );
+    }
 }

@@ -155,7 +155,12 @@ impl Reason {
     pub fn progress(self) -> Progress {
         if self.is_ready() {
             Progress::Done
-        } else if self.is_permanent() || self == Reason::CredentialRejected {
+        } else if self.is_permanent()
+            || matches!(
+                self,
+                Reason::CredentialRejected | Reason::DuplicateAttachment
+            )
+        {
             Progress::Stalled
         } else {
             Progress::Reconciling
@@ -291,7 +296,12 @@ mod tests {
         for r in Reason::ALL {
             let expected = match r {
                 Reason::Attached | Reason::Reached => Progress::Done,
-                r if r.is_permanent() || r == Reason::CredentialRejected => Progress::Stalled,
+                r if r.is_permanent()
+                    || r == Reason::CredentialRejected
+                    || r == Reason::DuplicateAttachment =>
+                {
+                    Progress::Stalled
+                }
                 _ => Progress::Reconciling,
             };
             assert_eq!(r.progress(), expected, "{r}");

@@ -93,6 +93,7 @@ pub struct Metrics {
     arm_throttled_total: Family<ClassLabels, Counter>,
     arm_ratelimit_remaining: Family<ClassLabels, Gauge>,
     targets: Family<KindStateLabels, Gauge>,
+    leader: Gauge,
     /// States each kind has reported, so `set_targets` can zero the ones that vanished.
     target_states: Mutex<HashMap<String, BTreeSet<String>>>,
 }
@@ -127,6 +128,7 @@ impl Metrics {
         let arm_throttled_total = Family::<ClassLabels, Counter>::default();
         let arm_ratelimit_remaining = Family::<ClassLabels, Gauge>::default();
         let targets = Family::<KindStateLabels, Gauge>::default();
+        let leader = Gauge::default();
 
         // Counter names get `_total` appended by the encoder.
         registry.register(
@@ -169,6 +171,11 @@ impl Metrics {
             "Compute targets by kind and state",
             targets.clone(),
         );
+        registry.register(
+            "leader",
+            "1 while this process runs the controllers (holds the Lease, or leader election is off), else 0",
+            leader.clone(),
+        );
 
         Self {
             registry,
@@ -180,6 +187,7 @@ impl Metrics {
             arm_throttled_total,
             arm_ratelimit_remaining,
             targets,
+            leader,
             target_states: Mutex::new(HashMap::new()),
         }
     }
@@ -273,6 +281,20 @@ impl Metrics {
             .set(count);
     }
 
+    /// Records whether this process runs the controllers. Stepping down also drops the
+    /// `targets` series: only the leader's counts are current, and a standby that led before
+    /// must not keep exporting its last ones next to the new leader's.
+    pub fn set_leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
+        if !leading {
+            self.targets.clear();
+            self.target_states
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clear();
+        }
+    }
+
     /// The OpenMetrics text exposition.
     pub fn encode(&self) -> Result<String, std::fmt::Error> {
         let mut out = String::new();
@@ -309,9 +331,22 @@ mod tests {
             r#"azureml_attach_arm_ratelimit_remaining{class="write"} 5"#,
             r#"azureml_attach_targets{kind="RemoteVmTarget",state="Ready"} 4"#,
             r#"azureml_attach_targets{kind="RemoteVmTarget",state="Error"} 0"#,
+            "azureml_attach_leader 0",
             "# EOF",
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }
+    }
+
+    #[test]
+    fn stepping_down_drops_the_target_counts() {
+        let m = Metrics::new();
+        m.set_leader(true);
+        m.set_targets("RemoteVmTarget", [("Attached", 2)]);
+        assert!(m.encode().unwrap().contains("azureml_attach_leader 1"));
+        m.set_leader(false);
+        let text = m.encode().unwrap();
+        assert!(text.contains("azureml_attach_leader 0"), "{text}");
+        assert!(!text.contains("azureml_attach_targets"), "{text}");
     }
 }

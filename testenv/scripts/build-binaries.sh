@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the real Kubernetes control-plane binaries (kube-apiserver, kube-controller-manager,
-# kubectl), etcd and helm from the Go module proxy into a cache outside the tree, keyed by version.
-# Safe to run twice: a binary already in the cache is not rebuilt. The last line printed is the
-# directory that holds the binaries.
+# kubectl), etcd, helm and promtool from the Go module proxy into a cache outside the tree, keyed by
+# version. Safe to run twice: a binary already in the cache is not rebuilt. The last line printed is
+# the directory that holds the control-plane binaries and helm; promtool goes into a sibling
+# directory keyed by its own version (so pinning it never rebuilds the others).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -16,24 +17,26 @@ modver() { awk -v m="$2" '{ if ($1=="require") { $1=""; $0=$0 } } $1==m {print $
 k8s=$(modver k8s k8s.io/kubernetes)
 etcd=$(modver etcd go.etcd.io/etcd/server/v3)
 helm=$(modver helm helm.sh/helm/v3)
-[ -n "$k8s" ] && [ -n "$etcd" ] && [ -n "$helm" ] || { echo "error: cannot read versions from $gomod/*/go.mod" >&2; exit 1; }
+prometheus=$(modver promtool github.com/prometheus/prometheus)
+[ -n "$k8s" ] && [ -n "$etcd" ] && [ -n "$helm" ] && [ -n "$prometheus" ] || { echo "error: cannot read versions from $gomod/*/go.mod" >&2; exit 1; }
 
 cache=${AZUREML_ATTACH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/azureml-attach}
 bin="$cache/testenv-k8s-$k8s-etcd-$etcd-helm-$helm"
-mkdir -p "$bin"
+promtool_dir="$cache/testenv-prometheus-$prometheus"
+mkdir -p "$bin" "$promtool_dir"
 
 export CGO_ENABLED=0 GOFLAGS=-mod=mod
 start=$(date +%s)
-build() { # module dir, output name, package, extra ldflags
-  local dir=$1 out=$2 pkg=$3 ld=${4:-}
-  if [ -x "$bin/$out" ]; then echo "==> $out: cached" >&2; return; fi
+build() { # module dir, output name, package, extra ldflags, build tags; into $dest (default $bin)
+  local dir=$1 out=$2 pkg=$3 ld=${4:-} tags=${5:-} to=${dest:-$bin}
+  if [ -x "$to/$out" ]; then echo "==> $out: cached" >&2; return; fi
   echo "==> $out: building $pkg (cold builds take minutes on 2 cores)" >&2
   local t0; t0=$(date +%s)
-  if ! (cd "$gomod/$dir" && go build -trimpath -ldflags "-s -w $ld" -o "$bin/.$out.tmp" "$pkg"); then
+  if ! (cd "$gomod/$dir" && go build -trimpath -tags "$tags" -ldflags "-s -w $ld" -o "$to/.$out.tmp" "$pkg"); then
     echo "error: building $out from $pkg failed (is the Go module proxy reachable? GOPROXY=$(go env GOPROXY))" >&2
     exit 1
   fi
-  mv "$bin/.$out.tmp" "$bin/$out"
+  mv "$to/.$out.tmp" "$to/$out"
   echo "==> $out: built in $(( $(date +%s) - t0 ))s" >&2
 }
 
@@ -43,6 +46,11 @@ build k8s kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver "$kv"
 build k8s kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager "$kv"
 build k8s kubectl k8s.io/kubernetes/cmd/kubectl "$kv -X k8s.io/client-go/pkg/version.gitVersion=$k8s"
 build helm helm helm.sh/helm/v3/cmd/helm "-X helm.sh/helm/v3/internal/version.version=$helm"
+# Prometheus 3.X.Y is the Go module v0.3XX.Y. `remove_all_sd` leaves out the cloud service
+# discovery plugins (AWS, Azure, GCE, …): the tests only run `promtool check/test rules`.
+pm=${prometheus#v0.}; pm=${pm%%.*}
+dest=$promtool_dir build promtool promtool github.com/prometheus/prometheus/cmd/promtool \
+  "-X github.com/prometheus/common/version.Version=$((pm / 100)).$((pm % 100)).${prometheus##*.}" remove_all_sd
 
 # Small test tools from wrapper modules with their own main package (the upstream kstatus
 # library, gopher-lua as Argo CD embeds it). Keyed by the wrapper's content, so a changed pin or
@@ -61,5 +69,5 @@ tool() { # module dir (= output name)
 tool kstatus
 tool luahealth
 
-echo "==> testenv binaries ready in $(( $(date +%s) - start ))s ($(du -sh "$bin" | cut -f1))" >&2
+echo "==> testenv binaries ready in $(( $(date +%s) - start ))s ($(du -sh "$bin" | cut -f1); promtool in $promtool_dir)" >&2
 echo "$bin"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Pins other versions of Kubernetes, etcd or helm in the wrapper Go modules (testenv/go/*).
-#   bash testenv/scripts/pin-versions.sh [--kubernetes v1.X.Y] [--etcd v3.X.Y] [--helm v3.X.Y]
+# Pins other versions of Kubernetes, etcd, helm or promtool in the wrapper Go modules (testenv/go/*).
+#   bash testenv/scripts/pin-versions.sh [--kubernetes v1.X.Y] [--etcd v3.X.Y] [--helm v3.X.Y] [--prometheus v0.3XX.Y]
 # Then `make testenv` builds them into a new cache directory (the key contains the versions), and
 # the testenv crate picks that directory up on its next build (it reads the same go.mod files).
 #
@@ -15,16 +15,17 @@ gomod_dir=${TESTENV_GO_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/go}
 export GOFLAGS=-mod=mod GOTOOLCHAIN=${GOTOOLCHAIN:-local}
 
 usage() { sed -n '2,3p' "${BASH_SOURCE[0]}" | sed 's/^# //' >&2; exit 2; }
-kubernetes='' etcd='' helm=''
+kubernetes='' etcd='' helm='' prometheus=''
 while (($#)); do
   case $1 in
     --kubernetes) kubernetes=${2:?}; shift 2 ;;
     --etcd) etcd=${2:?}; shift 2 ;;
     --helm) helm=${2:?}; shift 2 ;;
+    --prometheus) prometheus=${2:?}; shift 2 ;;
     *) usage ;;
   esac
 done
-[ -n "$kubernetes$etcd$helm" ] || usage
+[ -n "$kubernetes$etcd$helm$prometheus" ] || usage
 
 if [ -n "$kubernetes" ]; then
   [[ $kubernetes =~ ^v1\.[0-9]+\.[0-9]+$ ]] || { echo "error: expected a version like v1.36.3, got $kubernetes" >&2; exit 2; }
@@ -60,5 +61,11 @@ fi
 if [ -n "$helm" ]; then
   echo "==> helm.sh/helm/v3 $helm" >&2
   (cd "$gomod_dir/helm" && go get "helm.sh/helm/v3@$helm" && go mod tidy)
+fi
+if [ -n "$prometheus" ]; then
+  # Prometheus 3.X.Y is published as the Go module v0.3XX.Y.
+  [[ $prometheus =~ ^v0\.[0-9]+\.[0-9]+$ ]] || { echo "error: expected a Go module version like v0.316.0 (Prometheus 3.16.0), got $prometheus" >&2; exit 2; }
+  echo "==> github.com/prometheus/prometheus $prometheus" >&2
+  (cd "$gomod_dir/promtool" && go get "github.com/prometheus/prometheus@$prometheus" && go mod tidy)
 fi
 echo "==> pinned; now run: make testenv" >&2

@@ -14,6 +14,10 @@ pub const BIN_ENV: &str = "AZUREML_ATTACH_TESTENV_BIN";
 const K8S_GO_MOD: &str = include_str!("../go/k8s/go.mod");
 const ETCD_GO_MOD: &str = include_str!("../go/etcd/go.mod");
 const HELM_GO_MOD: &str = include_str!("../go/helm/go.mod");
+const PROMTOOL_GO_MOD: &str = include_str!("../go/promtool/go.mod");
+
+/// Environment variable naming the `promtool` binary itself (overrides the cache lookup).
+pub const PROMTOOL_ENV: &str = "AZUREML_ATTACH_PROMTOOL";
 
 /// Binaries needed to start the control plane; kubectl and helm are only needed by their helpers.
 const REQUIRED: [&str; 3] = ["etcd", "kube-apiserver", "kube-controller-manager"];
@@ -70,30 +74,32 @@ fn required_version<'a>(go_mod: &'a str, module: &str) -> Option<&'a str> {
     })
 }
 
-/// The directory the build script fills: `$AZUREML_ATTACH_CACHE`, else
-/// `$XDG_CACHE_HOME/azureml-attach`, else `~/.cache/azureml-attach`, plus the version key.
-pub fn default_bin_dir(versions: &Versions) -> PathBuf {
-    let var = |name| {
-        std::env::var_os(name)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    let cache = var("AZUREML_ATTACH_CACHE").unwrap_or_else(|| {
+fn var(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+/// The build script's cache root: `$AZUREML_ATTACH_CACHE`, else `$XDG_CACHE_HOME/azureml-attach`,
+/// else `~/.cache/azureml-attach`.
+fn cache_root() -> PathBuf {
+    var("AZUREML_ATTACH_CACHE").unwrap_or_else(|| {
         var("XDG_CACHE_HOME")
             .or_else(|| var("HOME").map(|home| home.join(".cache")))
             .unwrap_or_else(std::env::temp_dir)
             .join("azureml-attach")
-    });
-    cache.join(versions.cache_key())
+    })
+}
+
+/// The directory the build script fills: the cache root plus the version key.
+pub fn default_bin_dir(versions: &Versions) -> PathBuf {
+    cache_root().join(versions.cache_key())
 }
 
 /// The binary directory to use: [`BIN_ENV`] if set, else [`default_bin_dir`]. Fails, naming
 /// `make testenv`, when a binary the control plane needs is missing.
 pub fn locate(versions: &Versions) -> Result<PathBuf, Error> {
-    let dir = std::env::var_os(BIN_ENV)
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| default_bin_dir(versions));
+    let dir = var(BIN_ENV).unwrap_or_else(|| default_bin_dir(versions));
     let missing = missing_binaries(&dir);
     if missing.is_empty() {
         Ok(dir)
@@ -102,6 +108,42 @@ pub fn locate(versions: &Versions) -> Result<PathBuf, Error> {
             dir,
             missing: missing.join(", "),
         })
+    }
+}
+
+/// `github.com/prometheus/prometheus` as pinned by `testenv/go/promtool/go.mod`, e.g. `v0.316.0`
+/// (Prometheus 3.16.0).
+pub fn prometheus_version() -> &'static str {
+    required_version(PROMTOOL_GO_MOD, "github.com/prometheus/prometheus").unwrap_or("unknown")
+}
+
+/// The directory the build script puts `promtool` in, next to the control-plane directory and
+/// keyed by its own version (so pinning another Prometheus never rebuilds Kubernetes).
+pub fn promtool_cache_key() -> String {
+    format!("testenv-prometheus-{}", prometheus_version())
+}
+
+/// The `promtool` built by `make testenv`: [`PROMTOOL_ENV`] if set; else next to the directory
+/// [`BIN_ENV`] names (`make test` sets it to the script's output); else in the default cache.
+pub fn promtool() -> Result<PathBuf, Error> {
+    let mut candidates = Vec::new();
+    if let Some(file) = var(PROMTOOL_ENV) {
+        candidates.push(file);
+    } else {
+        if let Some(parent) = var(BIN_ENV).as_deref().and_then(Path::parent) {
+            candidates.push(parent.join(promtool_cache_key()).join("promtool"));
+        }
+        candidates.push(cache_root().join(promtool_cache_key()).join("promtool"));
+    }
+    match candidates.iter().find(|c| c.is_file()) {
+        Some(found) => Ok(found.clone()),
+        None => Err(Error::PromtoolMissing {
+            searched: candidates
+                .iter()
+                .map(|c| c.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
     }
 }
 
@@ -129,6 +171,19 @@ mod tests {
             Some("v3.6.16")
         );
         assert_eq!(required_version(go_mod, "helm.sh/helm/v3"), None);
+    }
+
+    #[test]
+    fn promtool_is_keyed_by_the_pinned_prometheus_module() {
+        assert!(
+            prometheus_version().starts_with("v0.3"),
+            "{}",
+            prometheus_version()
+        );
+        assert_eq!(
+            promtool_cache_key(),
+            format!("testenv-prometheus-{}", prometheus_version())
+        );
     }
 
     #[test]

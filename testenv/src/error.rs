@@ -23,6 +23,17 @@ pub enum Error {
         missing: String,
     },
 
+    /// `promtool` (built by `make testenv` next to the control-plane binaries) is missing.
+    #[error(
+        "promtool is missing (looked for {searched}).\n\
+         Build it once with `make testenv` in the repository root, or set \
+         AZUREML_ATTACH_PROMTOOL to a promtool binary"
+    )]
+    PromtoolMissing {
+        /// The paths that were tried, comma separated.
+        searched: String,
+    },
+
     /// A local file or process operation failed.
     #[error("{what}: {source}")]
     Io {

@@ -22,7 +22,8 @@
 //! Environment: `AZUREML_ATTACH_TESTENV_BIN` (binary directory; default: the build script's cache
 //! directory for the versions pinned in `testenv/go/*/go.mod`), `AZUREML_ATTACH_TESTENV_START_TIMEOUT`
 //! (seconds, default 120), `AZUREML_ATTACH_TESTENV_KEEP=1` (keep the temporary directory with
-//! the process logs).
+//! the process logs), `AZUREML_ATTACH_PROMTOOL` (the `promtool` binary; default: the build
+//! script's `testenv-prometheus-<version>/promtool` next to the binary directory, see [`promtool`]).
 
 mod apply;
 mod binaries;
@@ -55,7 +56,7 @@ use kube::{
 };
 
 pub use apply::FIELD_MANAGER;
-pub use binaries::{BIN_ENV, Versions};
+pub use binaries::{BIN_ENV, PROMTOOL_ENV, Versions, prometheus_version, promtool};
 pub use error::Error;
 pub use start::SERVICE_ACCOUNT_ISSUER;
 pub use wait::wait_for;

@@ -8,8 +8,13 @@ mod import;
 mod lifecycle;
 mod measure;
 mod memory;
+mod metrics;
 mod ops;
 mod outage;
 mod rules;
 mod secrets;
 mod validation;
+
+#[allow(dead_code)] // shared with tests/packaging.rs
+#[path = "../common/monitoring.rs"]
+mod monitoring;

@@ -90,4 +90,21 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if and (gt (int .Values.replicaCount) 1) (eq (include "azureml-attach.leaderElect" .) "false") }}
 {{- fail "replicaCount > 1 needs leader election: set controller.leaderElection to auto or true" }}
 {{- end }}
+{{- if and .Values.prometheusRule.enabled (not .Values.metrics.service.enabled) (not .Values.prometheusRule.job) }}
+{{- fail "prometheusRule.enabled needs metrics.service.enabled (its Service names the Prometheus job), or prometheusRule.job set to the job that scrapes the operator" }}
+{{- end }}
+{{- end }}
+
+{{/*
+The Prometheus `job` of the operator's targets: prometheus-operator names a ServiceMonitor's
+targets after the Service, i.e. this chart's metrics Service. Override with prometheusRule.job
+when something else scrapes the operator.
+*/}}
+{{- define "azureml-attach.metricsJob" -}}
+{{- default (printf "%s-metrics" (include "azureml-attach.fullname" .)) .Values.prometheusRule.job }}
+{{- end }}
+
+{{/* The label matchers that select this release's operator in every alert expression. */}}
+{{- define "azureml-attach.metricsSelector" -}}
+job="{{ include "azureml-attach.metricsJob" . }}", namespace="{{ .Release.Namespace }}"
 {{- end }}
