@@ -240,7 +240,7 @@ impl<K: AttachTarget> Pass<'_, K> {
                         observed.azure = Some(azure_view(self.obj, &self.compute_name, &list));
                         continue;
                     }
-                    Err(e) => Err(e),
+                    Err(e) => return Ok(self.list_failed(&wsr, e).await),
                 },
                 Decision::Poll(op) => self.poll(&arm, &wsr, op, &desired_hash).await,
                 Decision::Attach { cause } => {
@@ -352,6 +352,20 @@ impl<K: AttachTarget> Pass<'_, K> {
             _ => crate::controller::error::chain(&e),
         };
         self.report(failure.reason, msg).await
+    }
+
+    /// The workspace LIST failed. For a Ready target a transient failure (429, 5xx, transport)
+    /// says nothing new about its attachment: it stays Ready and looks again after the delay,
+    /// instead of flapping Ready (and paging someone) on every failed resync read. Anything
+    /// else, or a target not Ready, is reported as usual.
+    async fn list_failed(&mut self, wsr: &WorkspaceRef, e: ArmError) -> Step {
+        let failure = failure::arm(&e, self.ctx.resync);
+        let ready = self.old.ready().is_some_and(|c| c.status == "True");
+        if ready && matches!(failure.reason, Reason::Throttled | Reason::AzureError) {
+            tracing::info!(error = %crate::controller::error::chain(&e), retry_in = ?failure.delay, "the workspace LIST failed; staying Ready");
+            return Step::after(failure.delay);
+        }
+        self.arm_failed(wsr, e).await
     }
 
     /// Maps an ARM error to a condition and a delay (rule 11, one table in `failure.rs`).

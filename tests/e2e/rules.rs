@@ -701,3 +701,48 @@ async fn rule9_workspace_waits_for_its_targets() {
         state.deleted_resources
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rule7_a_failed_resync_list_does_not_flap_a_ready_target() {
+    let w = World::new("e2e-noflap").await;
+    let op = w.operator().await;
+    w.apply(&vm_yaml("steady-vm", VM1, 22)).await;
+    let api = w.api::<RemoteVmTarget>();
+    wait_reason(&api, "steady-vm", "Attached", T, &op).await;
+    // Every LIST fails for a while: 5xx, then 429.
+    for (status, retry_after) in [(503, None), (429, Some(1))] {
+        w.control
+            .add_fault(&FaultSpec {
+                method: Some("GET".into()),
+                path_pattern: "/computes$".into(),
+                status: Some(status),
+                code: None,
+                retry_after,
+                latency_ms: None,
+                drop: false,
+                probability: None,
+                count: Some(3),
+            })
+            .await
+            .unwrap();
+    }
+    // Three resync periods (3 s each): Ready never leaves True.
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        let (status, reason, _) = ready(&api, "steady-vm").await.expect("status");
+        assert_eq!(
+            (status.as_str(), reason.as_str()),
+            ("True", "Attached"),
+            "a failed LIST flapped Ready\n{}",
+            tail(&op.logs())
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let failed = w
+        .arm_requests()
+        .await
+        .into_iter()
+        .filter(|e| e.operation == "Compute_List" && e.status >= 429)
+        .count();
+    assert!(failed >= 2, "the faults were not hit: {failed}");
+}
