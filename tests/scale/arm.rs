@@ -121,29 +121,27 @@ impl ArmLog {
         out.into_iter().map(|(_, l)| l).collect()
     }
 
-    /// First to last PUT, and the rate after the first second.
+    /// First to last PUT: how many in the first 1 and 10 s, and the rate from 30 s on (when
+    /// any burst is long spent).
     pub fn put_rate(&self) -> String {
         let times: Vec<SystemTime> = self.puts().map(|(_, t)| t).collect();
         let (Some(first), Some(last)) = (times.iter().min(), times.iter().max()) else {
             return "no PUT".into();
         };
-        let span = last
-            .duration_since(*first)
-            .unwrap_or_default()
-            .as_secs_f64();
-        let in_first_second = times
-            .iter()
-            .filter(|t| t.duration_since(*first).unwrap_or_default().as_secs_f64() < 1.0)
-            .count();
-        let rest = times.len() - in_first_second;
+        let since = |t: &SystemTime| t.duration_since(*first).unwrap_or_default().as_secs_f64();
+        let span = since(last);
+        let within = |s: f64| times.iter().filter(|t| since(t) < s).count();
+        let late = times.len() - within(30.0);
+        let late_rate = if span > 30.0 {
+            format!("{:.2}/s", late as f64 / (span - 30.0))
+        } else {
+            "—".into()
+        };
         format!(
-            "{} PUTs over {span:.1} s: {in_first_second} in the first second, then {:.2}/s",
+            "{} PUTs over {span:.1} s: {} in the first second, {} in the first 10 s, {late_rate} from 30 s on",
             times.len(),
-            if span > 1.0 {
-                rest as f64 / (span - 1.0)
-            } else {
-                0.0
-            }
+            within(1.0),
+            within(10.0),
         )
     }
 }

@@ -171,6 +171,12 @@ impl Bench {
             + 0.0 // an empty sum is -0
     }
 
+    /// BatchTarget reconciles the running process finished.
+    async fn reconciles(&self) -> u64 {
+        self.operator_metric("azureml_attach_reconcile_total", "kind=\"BatchTarget\"")
+            .await as u64
+    }
+
     /// Waits until the tracker sees `objects` targets, `ready` of them Ready.
     async fn wait_counts(&self, objects: usize, ready: usize, timeout: Duration, what: &str) {
         let start = Instant::now();
@@ -182,10 +188,13 @@ impl Bench {
             }
             if last_print.elapsed() > Duration::from_secs(10) {
                 eprintln!(
-                    "SCALE {what}: {} objects, {} Ready after {:.0}s",
+                    "SCALE {what}: {} objects, {} Ready after {:.0}s; operator {:.1} CPU-s, {} reconciles; load {}",
                     c.0,
                     c.1,
-                    start.elapsed().as_secs_f64()
+                    start.elapsed().as_secs_f64(),
+                    self.op.pid().map_or(0.0, process::cpu_secs),
+                    self.reconciles().await,
+                    process::load()
                 );
                 last_print = Instant::now();
             }
@@ -225,6 +234,7 @@ impl Bench {
     async fn converge(&mut self) {
         let n = self.knobs.targets;
         let idle = (process::rss(self.pid()), process::cpu_secs(self.pid()));
+        let reconciles0 = self.reconciles().await;
         let m0 = self.snapshot().await;
         let writes0 = self.status_writes();
         self.world.control.clear_requests().await.expect("clear");
@@ -246,6 +256,7 @@ impl Bench {
         let throttled = self
             .operator_metric("azureml_attach_arm_throttled_total", "")
             .await;
+        let reconciles = self.reconciles().await - reconciles0;
         let delta = Delta::between(&m0, &m1);
         let latencies = log.put_latencies(&created);
         let bound = self.knobs.write_bound(n);
@@ -309,6 +320,14 @@ impl Bench {
             format!("{writes} ({:.2} per target)", writes as f64 / n as f64),
         );
         r.row(
+            "BatchTarget reconciles (operator metric)",
+            "—",
+            format!(
+                "{reconciles} ({:.1} per target)",
+                reconciles as f64 / n as f64
+            ),
+        );
+        r.row(
             "operator RSS / CPU before the apply (workspaces only)",
             "—",
             format!("{} / {:.1} CPU-s since start", idle.0, idle.1),
@@ -329,9 +348,11 @@ impl Bench {
         let writes0 = self.status_writes();
         self.world.control.clear_requests().await.expect("clear");
         let cpu0 = process::cpu_secs(self.pid());
+        let reconciles0 = self.reconciles().await;
         let window = Duration::from_secs(self.knobs.steady_secs);
         tokio::time::sleep(window).await;
         let cpu1 = process::cpu_secs(self.pid());
+        let reconciles = self.reconciles().await - reconciles0;
         let rss = process::rss(self.pid());
         let m1 = self.snapshot().await;
         let writes = self.status_writes() - writes0;
@@ -353,6 +374,15 @@ impl Bench {
             "ARM calls by operation",
             "LIST per workspace per resync, 0 writes",
             log.describe(),
+        );
+        r.row(
+            "BatchTarget reconciles (operator metric)",
+            "one per target per resync",
+            format!(
+                "{reconciles} ({:.2} per target); {:.2} ms CPU each",
+                reconciles as f64 / n as f64,
+                1000.0 * (cpu1 - cpu0) / reconciles.max(1) as f64
+            ),
         );
         r.row(
             "operator RSS / CPU in the window",
@@ -467,10 +497,8 @@ impl Bench {
         self.op_addr = self.op.admin_addr().await;
         // Until every target has been reconciled once by the new process.
         loop {
-            let done = self
-                .operator_metric("azureml_attach_reconcile_total", "kind=\"BatchTarget\"")
-                .await;
-            if done >= n as f64 {
+            let done = self.reconciles().await;
+            if done >= n as u64 {
                 break;
             }
             assert!(
