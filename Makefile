@@ -30,9 +30,11 @@ demo:
 
 ## Scale benchmark (not part of `make test`): SCALE_TARGETS (1000) BatchTargets over SCALE_WORKSPACES
 ## (5) workspaces on a private control plane and the emulator; see bench/scale/RESULTS.md for the knobs.
+## A debug build; `make bench-scale SCALE_CARGO_FLAGS=--release` measures the release operator.
+SCALE_CARGO_FLAGS ?=
 bench-scale:
 	@bin=$$($(TESTENV_BIN_CMD)) && export AZUREML_ATTACH_TESTENV_BIN="$$bin" && \
-	  $(CARGO) test --locked --test scale -- --ignored --nocapture
+	  $(CARGO) test --locked $(SCALE_CARGO_FLAGS) --test scale -- --ignored --nocapture
 
 ## The same once at 10,000 targets over 10 workspaces in 10 subscriptions (each its own ARM buckets).
 bench-scale-10k:

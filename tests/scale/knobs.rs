@@ -53,6 +53,14 @@ fn parse_bucket(s: &str) -> Bucket {
     }
 }
 
+/// Label on every target: the name of its MLWorkspace (the delete-all phase selects on it).
+pub const WORKSPACE_LABEL: &str = "bench.azureml-attach.io/workspace";
+
+/// The MLWorkspace (and Azure ML workspace) number `w`.
+pub fn workspace_name(w: usize) -> String {
+    format!("ws-{w}")
+}
+
 fn env_or<T: FromStr>(name: &str, default: T) -> T {
     match std::env::var(name) {
         Ok(v) if !v.trim().is_empty() => v
@@ -124,9 +132,12 @@ impl Knobs {
         serde_json::from_value(serde_json::json!({
             "apiVersion": "attach.azureml.io/v1alpha1",
             "kind": "BatchTarget",
-            "metadata": {"name": self.target_name(i)},
+            "metadata": {
+                "name": self.target_name(i),
+                "labels": {WORKSPACE_LABEL: workspace_name(self.workspace_of(i))},
+            },
             "spec": {
-                "workspaceRef": {"name": format!("ws-{}", self.workspace_of(i))},
+                "workspaceRef": {"name": workspace_name(self.workspace_of(i))},
                 "resourceId": self.account_id(i),
             }
         }))
@@ -141,7 +152,7 @@ impl Knobs {
                 .map(|w| Workspace {
                     subscription_id: self.subscription_of(w),
                     resource_group: "ml-rg".into(),
-                    name: format!("ws-{w}"),
+                    name: workspace_name(w),
                     location: "westeurope".into(),
                 })
                 .collect(),
