@@ -7,7 +7,7 @@ CARGO ?= cargo
 # failed build stops `bin=$$(...) && ...` instead of exporting an empty directory.
 TESTENV_BIN_CMD = bash testenv/scripts/build-binaries.sh
 
-.PHONY: all build test demo chaos testenv crds check-crds fmt lint clean-testenv
+.PHONY: all build test demo chaos testenv crds check-crds fmt lint clean-testenv bench-scale bench-scale-10k
 
 all: build
 
@@ -34,6 +34,18 @@ chaos:
 demo:
 	@bin=$$($(TESTENV_BIN_CMD)) && export AZUREML_ATTACH_TESTENV_BIN="$$bin" && \
 	  bash hack/demo.sh
+
+## Scale benchmark (not part of `make test`): SCALE_TARGETS (1000) BatchTargets over SCALE_WORKSPACES
+## (5) workspaces on a private control plane and the emulator; see bench/scale/RESULTS.md for the knobs.
+## A debug build; `make bench-scale SCALE_CARGO_FLAGS=--release` measures the release operator.
+SCALE_CARGO_FLAGS ?=
+bench-scale:
+	@bin=$$($(TESTENV_BIN_CMD)) && export AZUREML_ATTACH_TESTENV_BIN="$$bin" && \
+	  $(CARGO) test --locked $(SCALE_CARGO_FLAGS) --test scale -- --ignored --nocapture
+
+## The same once at 10,000 targets over 10 workspaces in 10 subscriptions (each its own ARM buckets).
+bench-scale-10k:
+	@SCALE_TARGETS=10000 SCALE_WORKSPACES=10 SCALE_SUBSCRIPTIONS=10 $(MAKE) --no-print-directory bench-scale
 
 ## Regenerate the CRD YAML in crds/ from the Rust types.
 crds:
