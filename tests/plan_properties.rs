@@ -11,8 +11,8 @@ use azureml_attach::api::{
 };
 use azureml_attach::controller::conditions::Reason;
 use azureml_attach::controller::plan::{
-    AttachCause, AzureView, ClaimState, ComputeSummary, Decision, Observed, SecretState,
-    WorkspaceState, plan, reached_azure,
+    AttachCause, AzureView, ClaimState, ComputeSummary, ConnectionView, Decision, Observed,
+    SecretState, WorkspaceState, connection_stale, plan, reached_azure,
 };
 use proptest::prelude::*;
 use proptest::sample::select;
@@ -126,6 +126,7 @@ fn compute_summary() -> impl Strategy<Value = ComputeSummary> {
             provisioning_state,
             errors,
             id,
+            attaches: None,
         })
 }
 
@@ -204,6 +205,7 @@ struct Input {
     secret: SecretState,
     desired_hash: String,
     azure: Option<AzureView>,
+    connection: ConnectionView,
 }
 
 impl Input {
@@ -217,6 +219,7 @@ impl Input {
             secret: self.secret.clone(),
             desired_hash: &self.desired_hash,
             azure: self.azure.clone(),
+            connection: self.connection.clone(),
         }
     }
 }
@@ -231,9 +234,24 @@ fn input() -> impl Strategy<Value = Input> {
         secret_state(),
         select(&["h1", "h2"][..]).prop_map(str::to_owned),
         azure_view(),
+        (
+            prop::option::of(select(&["conn", "other"][..]).prop_map(str::to_owned)),
+            any::<bool>(),
+        )
+            .prop_map(|(wanted, in_place)| ConnectionView { wanted, in_place }),
     )
         .prop_map(
-            |(deleting, deletion_policy, status, workspace, claim, secret, desired_hash, azure)| {
+            |(
+                deleting,
+                deletion_policy,
+                status,
+                workspace,
+                claim,
+                secret,
+                desired_hash,
+                azure,
+                connection,
+            )| {
                 Input {
                     deleting,
                     deletion_policy,
@@ -243,6 +261,7 @@ fn input() -> impl Strategy<Value = Input> {
                     secret,
                     desired_hash,
                     azure,
+                    connection,
                 }
             },
         )
@@ -268,6 +287,18 @@ proptest! {
         failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("regressions"))),
         ..ProptestConfig::default()
     })]
+
+    /// The connection Secret is written only for a compute that is ours, attached with today's
+    /// configuration and Succeeded, and never while deleting (rule 12).
+    #[test]
+    fn connection_secret_only_for_a_current_attachment(i in input()) {
+        if let Decision::WriteConnection(c) = plan(&i.observed()) {
+            prop_assert!(!i.deleting);
+            prop_assert!(c.matches && c.is_terminal() && !c.is_failed(), "{:?}", c);
+            prop_assert_eq!(i.status.attached_config_hash.as_deref(), Some(i.desired_hash.as_str()));
+            prop_assert!(connection_stale(&i.status, &i.connection));
+        }
+    }
 
     /// The planner is a function of its input.
     #[test]

@@ -15,6 +15,7 @@ pub mod leader;
 pub mod plan;
 pub mod reconcile;
 pub mod secrets;
+pub mod settle;
 pub mod target;
 pub mod watches;
 pub mod workspace;

@@ -1,16 +1,29 @@
-//! The connection Secret a target asks for (rule 12).
+//! Executing the connection Secret step (rule 12): remove the Secret an earlier name pointed at
+//! if this target still controls it, then listKeys and write the one the spec names, only where
+//! it may. Status and conditions follow in `settle`.
 
-use super::*;
+use std::collections::BTreeMap;
+
+use k8s_openapi::ByteString;
+use kube::ResourceExt;
+use secrecy::ExposeSecret;
+
+use crate::api::TargetStatus;
+use crate::azure::{ArmClient, WorkspaceRef};
+use crate::controller::error::chain;
+use crate::controller::secrets::WriteOutcome;
+use crate::controller::settle::{ConnectionResult, ConnectionWrite};
+use crate::controller::target::AttachTarget;
+
+use super::Pass;
 
 impl<K: AttachTarget> Pass<'_, K> {
-    /// Writes the connection Secret once per attached configuration (listKeys + ids), only
-    /// where it may (rule 12), and removes the one an earlier name pointed at if this target
-    /// still controls it.
-    pub(super) async fn sync_connection_secret(
-        &mut self,
+    pub(super) async fn write_connection(
+        &self,
         arm: &ArmClient,
         wsr: &WorkspaceRef,
-    ) -> Result<ConnectionSecret, Error> {
+        status: &TargetStatus,
+    ) -> ConnectionResult {
         let wanted = self
             .obj
             .common()
@@ -18,41 +31,49 @@ impl<K: AttachTarget> Pass<'_, K> {
             .as_ref()
             .map(|r| r.name.clone());
         let uid = self.obj.uid().unwrap_or_default();
-        if let Some(old) = self.status.connection_secret_name.clone()
+        let mut removed_old = false;
+        if let Some(old) = &status.connection_secret_name
             && wanted.as_deref() != Some(old.as_str())
         {
             // Renamed or removed: the old Secret goes, but only if it is still ours.
-            if self
+            match self
                 .ctx
                 .secrets
-                .delete_if_controlled(&self.ns, &old, &uid)
+                .delete_if_controlled(&self.ns, old, &uid)
                 .await
-                .map_err(Error::Secret)?
             {
-                tracing::info!(secret = %old, "removed the previous connection Secret");
+                Ok(deleted) => {
+                    if deleted {
+                        tracing::info!(secret = %old, "removed the previous connection Secret");
+                    }
+                    removed_old = true;
+                }
+                Err(e) => {
+                    return ConnectionResult {
+                        removed_old,
+                        write: ConnectionWrite::Failed(chain(&e)),
+                    };
+                }
             }
-            self.status.connection_secret_name = None;
-            self.status.connection_secret_hash = None;
         }
-        let Some(name) = wanted else {
-            return Ok(ConnectionSecret::Done);
+        let write = match wanted {
+            None => ConnectionWrite::NotWanted,
+            Some(name) => self.write(arm, wsr, status, name).await,
         };
-        if self.status.connection_secret_hash.is_some()
-            && self.status.connection_secret_hash == self.status.attached_config_hash
-            && self.status.connection_secret_name.as_deref() == Some(name.as_str())
-            && self
-                .ctx
-                .secrets
-                .connection_in_place(&self.ns, &name, &uid)
-                .await
-                .map_err(Error::Secret)?
-        {
-            return Ok(ConnectionSecret::Done);
-        }
-        let keys = arm
-            .list_keys(wsr, &self.compute_name)
-            .await
-            .map_err(Error::Arm)?;
+        ConnectionResult { removed_old, write }
+    }
+
+    async fn write(
+        &self,
+        arm: &ArmClient,
+        wsr: &WorkspaceRef,
+        status: &TargetStatus,
+        name: String,
+    ) -> ConnectionWrite {
+        let keys = match arm.list_keys(wsr, self.compute_name).await {
+            Ok(k) => k,
+            Err(e) => return ConnectionWrite::Failed(chain(&e)),
+        };
         let mut data: BTreeMap<String, ByteString> = self
             .obj
             .connection_data(&keys)
@@ -61,8 +82,8 @@ impl<K: AttachTarget> Pass<'_, K> {
             .collect();
         drop(keys);
         let ids = [
-            ("computeName", Some(self.compute_name.clone())),
-            ("computeId", self.status.compute_id.clone()),
+            ("computeName", Some(self.compute_name.to_owned())),
+            ("computeId", status.compute_id.clone()),
             ("computeType", Some(K::compute_type().as_str().to_owned())),
             ("workspaceId", Some(wsr.arm_id())),
             ("resourceId", self.obj.underlying().resource_id()),
@@ -72,27 +93,22 @@ impl<K: AttachTarget> Pass<'_, K> {
                 data.insert(k.to_owned(), ByteString(v.into_bytes()));
             }
         }
-        let owner = self
-            .obj
-            .controller_owner_ref(&())
-            .ok_or(Error::MissingNamespace)?;
+        let Some(owner) = self.obj.controller_owner_ref(&()) else {
+            return ConnectionWrite::Failed("the target has no uid yet".to_owned());
+        };
         match self
             .ctx
             .secrets
             .write_connection(&self.ns, &name, owner, data)
             .await
-            .map_err(Error::Secret)?
         {
-            WriteOutcome::Written => {
-                self.status.connection_secret_hash = self.status.attached_config_hash.clone();
-                self.status.connection_secret_name = Some(name);
-                Ok(ConnectionSecret::Done)
-            }
-            WriteOutcome::Conflict(why) => Ok(ConnectionSecret::Conflict(format!(
+            Ok(WriteOutcome::Written) => ConnectionWrite::Written(name),
+            Ok(WriteOutcome::Conflict(why)) => ConnectionWrite::Conflict(format!(
                 "the compute is attached, but spec.writeConnectionSecretToRef names Secret \
                  {name:?}, which already exists and is not this target's ({why}); nothing was \
                  written to it: choose another name, or delete that Secret if it is not needed"
-            ))),
+            )),
+            Err(e) => ConnectionWrite::Failed(chain(&e)),
         }
     }
 }

@@ -1,6 +1,105 @@
-//! Pure views of what a target sees: its workspace, its fingerprint, the LIST.
+//! Observing, the first step of a pass: what a target sees of its workspace, its claim, its
+//! Secrets and the LIST, from the stores (no live reads in steady state); its fingerprint.
 
-use super::*;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::api::{MLWorkspace, ProvisioningError, TargetStatus};
+use crate::azure::models::{
+    Compute, ComputeProperties, ComputeResource, ErrorResponse, VirtualMachineProperties,
+};
+use crate::controller::cache::same_name;
+use crate::controller::claims::winner;
+use crate::controller::conditions::Reason;
+use crate::controller::context::Context;
+use crate::controller::error::Error;
+use crate::controller::plan::{
+    AzureView, ClaimState, ComputeSummary, ConnectionView, SecretState, WorkspaceState,
+};
+use crate::controller::secrets::Credential;
+use crate::controller::target::{AttachTarget, Underlying, compute_address};
+
+/// Everything a pass observed before planning; `azure` and `connection` are updated by the
+/// steps of the pass (settle's [`crate::controller::settle::Learned`]).
+#[derive(Clone, Debug)]
+pub(super) struct Seen {
+    pub workspace: WorkspaceState,
+    pub claim: ClaimState,
+    pub secret: SecretState,
+    /// The credential Secret's resourceVersion (part of the fingerprint).
+    pub secret_rv: Option<String>,
+    pub azure: Option<crate::controller::plan::AzureView>,
+    pub connection: ConnectionView,
+}
+
+impl Seen {
+    pub(super) async fn of<K: AttachTarget>(
+        obj: &K,
+        ctx: &Context,
+        ns: &str,
+        uid: &str,
+        ws: Option<&MLWorkspace>,
+        status: &TargetStatus,
+        deleting: bool,
+    ) -> Result<Self, Error> {
+        let (secret, secret_rv) = match obj.secret_name() {
+            None => (SecretState::NotNeeded, None),
+            // Metadata only (rule 10): the resourceVersion says whether it changed.
+            Some(name) => match ctx
+                .secrets
+                .credential(ns, name)
+                .await
+                .map_err(Error::Secret)?
+            {
+                Credential::OptedIn(rv) => (SecretState::Present, rv),
+                Credential::NotOptedIn => (SecretState::NotOptedIn(name.to_owned()), None),
+                Credential::Missing => (SecretState::Missing(name.to_owned()), None),
+            },
+        };
+        let wanted = obj
+            .common()
+            .write_connection_secret_to_ref
+            .as_ref()
+            .map(|r| r.name.clone());
+        // Only asked when it decides anything: the Secret recorded as written for the
+        // configuration now attached (the store answers; a miss is confirmed by one GET).
+        let in_place = match (&wanted, &status.connection_secret_name) {
+            (Some(w), Some(recorded))
+                if w == recorded
+                    && status.connection_secret_hash.is_some()
+                    && status.connection_secret_hash == status.attached_config_hash =>
+            {
+                ctx.secrets
+                    .connection_in_place(ns, w, uid)
+                    .await
+                    .map_err(Error::Secret)?
+            }
+            _ => false,
+        };
+        Ok(Seen {
+            workspace: workspace_state(ws, deleting),
+            claim: claim_state(obj, ctx),
+            secret,
+            secret_rv,
+            azure: None,
+            connection: ConnectionView { wanted, in_place },
+        })
+    }
+}
+
+/// The claim index's answer for `obj` (rule 4).
+fn claim_state<K: AttachTarget>(obj: &K, ctx: &Context) -> ClaimState {
+    let Some(mine) = ctx.claim_of(obj) else {
+        return ClaimState::Winner;
+    };
+    let all = ctx.claims_on(&mine.resource);
+    let w = winner(&mine, &all);
+    if w.uid == mine.uid {
+        ClaimState::Winner
+    } else {
+        ClaimState::LosesTo(w.owner.clone())
+    }
+}
 
 /// What planning needs to know about the workspace object. `deleting` is the target's own
 /// state: a workspace being deleted (`InUse`, rule 9) refuses new work but still serves the
@@ -71,6 +170,22 @@ pub fn summarize<K: AttachTarget>(obj: &K, c: &ComputeResource) -> ComputeSummar
             })
             .unwrap_or_default(),
         id: c.id.clone(),
+        attaches: attaches(c),
+    }
+}
+
+/// `computeType resource` of an existing compute, for a message naming what it attaches.
+fn attaches(c: &ComputeResource) -> Option<String> {
+    let kind = c.compute_type().map(|t| t.as_str().to_owned());
+    let what = c
+        .resource_id()
+        .map(str::to_owned)
+        .or_else(|| compute_address(c).map(|a| format!("address {a}")));
+    match (kind, what) {
+        (Some(k), Some(w)) => Some(format!("{k} {w}")),
+        (Some(k), None) => Some(format!("a {k} compute")),
+        (None, Some(w)) => Some(w),
+        (None, None) => None,
     }
 }
 
@@ -117,6 +232,7 @@ pub(super) fn synthetic_compute<K: AttachTarget>(
 mod tests {
     use super::*;
     use crate::api::{Condition, MLWorkspaceStatus};
+    use crate::controller::conditions::now;
 
     fn workspace(reason: &str, status: &str, deleting: bool) -> MLWorkspace {
         let mut ws: MLWorkspace = serde_json::from_value(json!({

@@ -1,0 +1,700 @@
+//! Pure settling, the fourth step of a pass: from what the one call of a step returned (an
+//! [`Outcome`]), the new status, the `Ready` condition, the events, the edits to the LIST cache
+//! and what happens next. No I/O here; `reconcile.rs` runs the call before and applies the
+//! result after.
+
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use crate::api::{OperationKind, PendingOperation, ProvisioningError, TargetStatus};
+use crate::azure::models::{ComputeType, OperationState, OperationStatus};
+use crate::azure::{ArmError, DetachOutcome};
+use crate::controller::conditions::{Reason, set_ready};
+use crate::controller::context::ConnectError;
+use crate::controller::error::chain;
+use crate::controller::events::EventReason;
+use crate::controller::failure::{self, Failure};
+use crate::controller::plan::{AttachCause, AzureView, ComputeSummary};
+
+/// Default wait before polling an operation when Azure sends no Retry-After (FINDINGS §3).
+pub const DEFAULT_POLL: Duration = Duration::from_secs(3);
+/// Longest wait after a failed write of the connection Secret.
+pub const TRANSIENT_RETRY: Duration = Duration::from_secs(15);
+/// Least wait for a reason only a person (or another object) can clear.
+const PERMANENT_RETRY: Duration = Duration::from_secs(300);
+/// Longest wait before retrying a detach Azure reported as failed.
+const DETACH_RETRY: Duration = Duration::from_secs(60);
+/// Wait before planning again when the LIST cache must be refilled.
+const RELIST: Duration = Duration::from_secs(1);
+
+/// What one step's call returned (or why it made none), typed.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The plan only reports a condition.
+    Report {
+        /// Reason.
+        reason: Reason,
+        /// Message.
+        message: String,
+    },
+    /// The plan releases the object (finalizer removed).
+    Release {
+        /// Why, for the event.
+        why: &'static str,
+        /// `deletionPolicy: Orphan`.
+        orphan: bool,
+    },
+    /// No ARM client could be made for the workspace.
+    ConnectFailed(ConnectError),
+    /// The workspace LIST (from the shared cache), as this target sees it.
+    Listed(AzureView),
+    /// The workspace LIST failed.
+    ListFailed(ArmError),
+    /// The operation is not due for a poll yet (woken early): no call.
+    PollNotDue(Duration),
+    /// The operation record expired (404).
+    OperationGone,
+    /// Azure's answer to a poll of `op`.
+    Polled {
+        /// The operation polled.
+        op: PendingOperation,
+        /// Azure's status of it.
+        status: Box<OperationStatus>,
+    },
+    /// The attach could not be sent (Secret missing or unlabeled, key missing, invalid spec).
+    AttachBlocked {
+        /// Reason.
+        reason: Reason,
+        /// Message.
+        message: String,
+    },
+    /// Azure accepted the PUT.
+    Put {
+        /// Why it was sent.
+        cause: AttachCause,
+        /// What Azure answered.
+        answer: PutAnswer,
+    },
+    /// Azure refused the PUT body (400): permanent for this configuration (rule 11).
+    PutRefused {
+        /// Azure's error code.
+        code: Option<String>,
+        /// The error, for the condition.
+        message: String,
+    },
+    /// Azure's answer to the DELETE (underlyingResourceAction=Detach).
+    Detach {
+        /// First half of a re-attach.
+        reattach: bool,
+        /// What Azure answered.
+        outcome: DetachOutcome,
+    },
+    /// An existing matching attachment is taken over (rule 3): no call.
+    Adopt(ComputeSummary),
+    /// The attachment is current and terminal: no call.
+    InSync(ComputeSummary),
+    /// A GET of a compute still provisioning (`None`: it is gone).
+    Refreshed(Option<ComputeSummary>),
+    /// The connection Secret step (listKeys and a Secret write, or only removing an old one).
+    Connection {
+        /// The compute it was written for.
+        compute: ComputeSummary,
+        /// What happened.
+        result: ConnectionResult,
+    },
+    /// Any other ARM failure of the step's call.
+    ArmFailed(ArmError),
+}
+
+/// Azure's answer to an accepted PUT.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PutAnswer {
+    /// Finished (200/201 with a terminal or absent provisioningState).
+    Done(ComputeSummary),
+    /// A long-running operation to poll.
+    Operation {
+        /// Its URL (persisted in status to survive a restart).
+        url: String,
+        /// `Retry-After`, if sent.
+        retry_after: Option<Duration>,
+    },
+    /// Provisioning without an operation URL: follow provisioningState with GETs.
+    NoOperation {
+        /// `Retry-After`, if sent.
+        retry_after: Option<Duration>,
+    },
+}
+
+/// What the connection Secret step did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConnectionResult {
+    /// The Secret an earlier name pointed at was handled (removed if still ours).
+    pub removed_old: bool,
+    /// The write itself.
+    pub write: ConnectionWrite,
+}
+
+/// The write of the connection Secret.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ConnectionWrite {
+    /// The spec asks for none (only an old one was removed).
+    NotWanted,
+    /// Written under this name.
+    Written(String),
+    /// A Secret of that name is not this target's: nothing written (the condition message).
+    Conflict(String),
+    /// The write (or listKeys, or removing the old one) failed.
+    Failed(String),
+}
+
+/// An edit of the workspace's LIST cache (rule 7), applied with the object at hand.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CacheEdit {
+    /// This target's compute now has this provisioningState (a secret-free stand-in).
+    Upsert(String),
+    /// This target's compute is gone.
+    Remove,
+    /// Forget the whole LIST (it was wrong).
+    Invalidate,
+}
+
+/// What changes after a step that does not finish the pass.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Learned {
+    /// Only the status changed.
+    Nothing,
+    /// What the workspace LIST says now.
+    Azure(AzureView),
+    /// The connection Secret was just written and is ours.
+    ConnectionInPlace,
+}
+
+/// What happens after a step.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Next {
+    /// Plan again in this pass with what was learned (each step makes at most one call).
+    Replan(Learned),
+    /// The pass ends; look again after this long (watches bring the object back sooner).
+    After(Duration),
+    /// Nothing more to do: a deletion may remove the finalizer.
+    Done,
+}
+
+/// The result of settling one step.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settled {
+    /// The status after the step.
+    pub status: TargetStatus,
+    /// Events to publish, in order.
+    pub events: Vec<(EventReason, String)>,
+    /// Edits of the LIST cache.
+    pub cache: Vec<CacheEdit>,
+    /// What happens next.
+    pub next: Next,
+}
+
+/// The facts of a pass that settling reads (all fixed for the pass).
+#[derive(Clone, Debug)]
+pub struct Facts<'a> {
+    /// The status this pass started from (the last written): events fire on a change from it,
+    /// and conditions keep its lastTransitionTime.
+    pub old: &'a TargetStatus,
+    /// `metadata.generation`.
+    pub generation: Option<i64>,
+    /// The compute's name in the workspace.
+    pub compute_name: &'a str,
+    /// Its ARM id, when the workspace is known.
+    pub compute_id: Option<String>,
+    /// The kind's computeType.
+    pub compute_type: ComputeType,
+    /// The object is being deleted.
+    pub deleting: bool,
+    /// The fingerprint an attach pushes now.
+    pub desired_hash: &'a str,
+    /// The credential Secret's resourceVersion, when the kind reads one.
+    pub secret_rv: Option<&'a str>,
+    /// Resync period.
+    pub resync: Duration,
+    /// The time of this pass (whole seconds).
+    pub now: Time,
+}
+
+/// Settles one step: the new status and what follows from `outcome`.
+pub fn settle(f: &Facts<'_>, status: TargetStatus, outcome: Outcome) -> Settled {
+    let mut s = Settling {
+        f,
+        out: Settled {
+            status,
+            events: Vec::new(),
+            cache: Vec::new(),
+            next: Next::After(f.resync),
+        },
+    };
+    s.apply(outcome);
+    s.out
+}
+
+struct Settling<'f, 'a> {
+    f: &'f Facts<'a>,
+    out: Settled,
+}
+
+impl Settling<'_, '_> {
+    fn apply(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Report { reason, message } | Outcome::AttachBlocked { reason, message } => {
+                self.report(reason, message)
+            }
+            Outcome::Release { why, orphan } => {
+                let reason = if orphan {
+                    EventReason::Orphaned
+                } else {
+                    EventReason::Released
+                };
+                self.event(reason, why.to_owned());
+                self.out.next = Next::Done;
+            }
+            Outcome::ConnectFailed(e) => {
+                let failure = failure::connect_for_target(&e, self.f.resync);
+                let message = match failure.reason {
+                    Reason::WorkspaceNotReady => {
+                        format!("the MLWorkspace's credential is unusable: {e}")
+                    }
+                    _ => chain(&e),
+                };
+                self.report(failure.reason, message);
+            }
+            Outcome::Listed(view) => self.out.next = Next::Replan(Learned::Azure(view)),
+            Outcome::ListFailed(e) => self.list_failed(&e),
+            Outcome::PollNotDue(wait) => self.out.next = Next::After(wait),
+            Outcome::OperationGone => {
+                // The record expired: forget it and plan again from a fresh LIST.
+                self.out.status.operation = None;
+                self.out.cache.push(CacheEdit::Invalidate);
+                self.out.next = Next::After(RELIST);
+            }
+            Outcome::Polled { op, status } => self.polled(op, status),
+            Outcome::Put { cause, answer } => self.put(cause, answer),
+            Outcome::PutRefused { code, message } => {
+                // Permanent for this configuration: remember it so it is not PUT again (rule 11).
+                self.out.status.rejected_config_hash = Some(self.f.desired_hash.to_owned());
+                let refused_type = self.f.compute_type == ComputeType::Batch
+                    || code.is_some_and(|c| c.to_ascii_lowercase().contains("computetype"));
+                let reason = if refused_type {
+                    Reason::ComputeTypeRefused
+                } else {
+                    Reason::InvalidSpec
+                };
+                self.report(reason, format!("Azure refused the attach: {message}"));
+            }
+            Outcome::Detach { reattach, outcome } => self.detach(reattach, outcome),
+            Outcome::Adopt(c) => {
+                self.out.status.attached_config_hash = Some(self.f.desired_hash.to_owned());
+                self.out.status.secret_resource_version = self.f.secret_rv.map(str::to_owned);
+                self.record(&c);
+                let note = format!("adopted existing compute {:?}", self.f.compute_name);
+                self.event(EventReason::Adopted, note);
+                self.out.next = Next::Replan(Learned::Nothing);
+            }
+            Outcome::InSync(c) => self.in_sync(&c),
+            Outcome::Refreshed(Some(c)) => {
+                let state = c.provisioning_state.clone().unwrap_or_default();
+                self.out.cache.push(CacheEdit::Upsert(state));
+                self.record(&c);
+                if c.is_terminal() {
+                    self.out.next = Next::Replan(Learned::Azure(AzureView::Present(c)));
+                } else {
+                    self.provisioning(&c);
+                }
+            }
+            Outcome::Refreshed(None) => {
+                self.out.cache.push(CacheEdit::Remove);
+                self.out.next = Next::After(RELIST);
+            }
+            Outcome::Connection { compute, result } => self.connection(&compute, result),
+            Outcome::ArmFailed(e) => self.arm_failed(&e),
+        }
+    }
+
+    fn event(&mut self, reason: EventReason, note: String) {
+        self.out.events.push((reason, note));
+    }
+
+    fn set_ready(&mut self, reason: Reason, message: impl Into<String>) {
+        // Start from the pass's first conditions so lastTransitionTime is kept.
+        let mut conditions = self.f.old.conditions.clone();
+        set_ready(
+            &mut conditions,
+            reason,
+            message,
+            self.f.generation,
+            self.f.now.clone(),
+        );
+        self.out.status.conditions = conditions;
+    }
+
+    fn changed_from_old(&self, reason: Reason) -> bool {
+        self.f
+            .old
+            .ready()
+            .is_none_or(|c| c.reason != reason.as_str())
+    }
+
+    /// A condition, an event when the reason is new and not Ready, and the wait it implies.
+    fn report(&mut self, reason: Reason, message: String) {
+        if self.changed_from_old(reason) && !reason.is_ready() {
+            self.event(EventReason::Condition(reason), message.clone());
+        }
+        self.set_ready(reason, message);
+        self.out.next = Next::After(if reason.is_permanent() {
+            self.f.resync.max(PERMANENT_RETRY)
+        } else {
+            self.f.resync
+        });
+    }
+
+    /// The workspace LIST failed. For a Ready target a transient failure (429, 5xx,
+    /// transport) says nothing new about its attachment: it stays Ready and looks again after
+    /// the delay, instead of flapping Ready (and paging someone) on every failed resync read.
+    fn list_failed(&mut self, e: &ArmError) {
+        let failure = failure::arm(e, self.f.resync);
+        let ready = self.f.old.ready().is_some_and(|c| c.status == "True");
+        if ready && matches!(failure.reason, Reason::Throttled | Reason::AzureError) {
+            self.out.next = Next::After(failure.delay);
+            return;
+        }
+        self.arm_failed(e);
+    }
+
+    /// An ARM error as a condition and a delay (rule 11, one table in `failure.rs`).
+    fn arm_failed(&mut self, e: &ArmError) {
+        let Failure { reason, delay } = failure::arm(e, self.f.resync);
+        if reason == Reason::WorkspaceNotFound {
+            self.out.cache.push(CacheEdit::Invalidate);
+        }
+        let message = chain(e);
+        if self.changed_from_old(reason) {
+            self.event(EventReason::Condition(reason), message.clone());
+        }
+        self.set_ready(reason, message);
+        self.out.next = Next::After(delay);
+    }
+
+    /// Azure's view of an attached compute, copied to status.
+    fn record(&mut self, c: &ComputeSummary) {
+        let status = &mut self.out.status;
+        status.provisioning_state = c.provisioning_state.clone();
+        status.provisioning_errors = c.errors.clone();
+        status.compute_id = c.id.clone().or_else(|| self.f.compute_id.clone());
+    }
+
+    /// A finished attach of configuration `hash`, written through to the LIST cache.
+    fn attached(&mut self, hash: String, state: &str) {
+        let status = &mut self.out.status;
+        status.attached_config_hash = Some(hash);
+        status.rejected_config_hash = None;
+        status.provisioning_state = Some(state.to_owned());
+        status.provisioning_errors.clear();
+        status.compute_id = self.f.compute_id.clone();
+        self.out.cache.push(CacheEdit::Upsert(state.to_owned()));
+    }
+
+    /// The compute is still provisioning: follow it with a GET after a short wait.
+    fn provisioning(&mut self, c: &ComputeSummary) {
+        let state = c.provisioning_state.as_deref().unwrap_or("");
+        self.set_ready(
+            Reason::Attaching,
+            format!("Azure reports provisioningState {state}"),
+        );
+        self.out.next = Next::After(DEFAULT_POLL);
+    }
+
+    fn in_sync(&mut self, c: &ComputeSummary) {
+        self.record(c);
+        if c.is_failed() {
+            let detail = errors_text(&c.errors);
+            let state = c.provisioning_state.as_deref().unwrap_or("Failed");
+            return self.report(
+                Reason::ProvisioningFailed,
+                format!(
+                    "Azure reports provisioningState {state}: {detail}; change the spec or rotate the Secret to retry"
+                ),
+            );
+        }
+        if !c.is_terminal() {
+            return self.provisioning(c);
+        }
+        let was_ready = self.f.old.ready().is_some_and(|c| c.status == "True");
+        let name = self.f.compute_name;
+        self.set_ready(
+            Reason::Attached,
+            format!("compute {name:?} is attached and Succeeded"),
+        );
+        if !was_ready {
+            self.event(EventReason::Attached, format!("compute {name:?} attached"));
+        }
+        self.out.next = Next::After(self.f.resync);
+    }
+
+    fn put(&mut self, cause: AttachCause, answer: PutAnswer) {
+        self.out.status.secret_resource_version = self.f.secret_rv.map(str::to_owned);
+        let (event, verb) = match cause {
+            AttachCause::Initial => (EventReason::Attaching, "attaching"),
+            AttachCause::Reattach => (EventReason::Reattaching, "re-attaching after a change"),
+            AttachCause::Drift => (
+                EventReason::DriftRepaired,
+                "re-attaching: the attachment vanished from the workspace",
+            ),
+        };
+        let note = format!("{verb}: PUT compute {:?}", self.f.compute_name);
+        self.event(event, note);
+        let hash = self.f.desired_hash.to_owned();
+        match answer {
+            PutAnswer::Done(c) => {
+                let state = c.provisioning_state.as_deref().unwrap_or("Succeeded");
+                self.attached(hash, state);
+                self.out.next = Next::Replan(Learned::Azure(AzureView::Present(c)));
+            }
+            PutAnswer::Operation { url, retry_after } => {
+                let delay = poll_delay(retry_after);
+                self.out.status.operation = Some(PendingOperation {
+                    kind: OperationKind::Attach,
+                    url,
+                    reattach: cause == AttachCause::Reattach,
+                    config_hash: Some(hash),
+                    started_at: Some(self.f.now.clone()),
+                    next_poll_at: Some(after(&self.f.now, delay)),
+                });
+                self.out.status.provisioning_state = Some("Creating".to_owned());
+                self.out.status.compute_id = self.f.compute_id.clone();
+                let reason = if cause == AttachCause::Reattach {
+                    Reason::Reattaching
+                } else {
+                    Reason::Attaching
+                };
+                self.set_ready(reason, "Azure accepted the attach; provisioning");
+                self.out.next = Next::After(delay);
+            }
+            PutAnswer::NoOperation { retry_after } => {
+                // No operation URL: follow provisioningState with GETs (InSync refreshes).
+                self.attached(hash, "Creating");
+                self.set_ready(Reason::Attaching, "Azure accepted the attach; provisioning");
+                self.out.next = Next::After(poll_delay(retry_after));
+            }
+        }
+    }
+
+    fn polled(&mut self, op: PendingOperation, answer: Box<OperationStatus>) {
+        match answer.status {
+            OperationState::Succeeded => self.operation_succeeded(op),
+            OperationState::Failed | OperationState::Canceled => {
+                self.out.status.operation = None;
+                let errors: Vec<ProvisioningError> = answer
+                    .error
+                    .iter()
+                    .map(|e| ProvisioningError {
+                        code: e.code.clone().unwrap_or_default(),
+                        message: e.message.clone().unwrap_or_default(),
+                    })
+                    .collect();
+                let detail = errors_text(&errors);
+                match op.kind {
+                    OperationKind::Attach => {
+                        let status = &mut self.out.status;
+                        status.attached_config_hash = op.config_hash.clone();
+                        status.rejected_config_hash = op.config_hash.clone();
+                        status.provisioning_state = Some(answer.status.as_str().to_owned());
+                        status.provisioning_errors = errors;
+                        self.report(
+                            Reason::ProvisioningFailed,
+                            format!("Azure could not attach the compute: {detail}"),
+                        );
+                    }
+                    OperationKind::Detach => {
+                        self.report(Reason::AzureError, format!("the detach failed: {detail}"));
+                        if let Next::After(d) = &mut self.out.next {
+                            *d = (*d).min(DETACH_RETRY);
+                        }
+                    }
+                }
+            }
+            _ => {
+                let reason = match (op.kind, op.reattach) {
+                    (_, true) => Reason::Reattaching,
+                    (OperationKind::Attach, false) => Reason::Attaching,
+                    (OperationKind::Detach, false) => Reason::Detaching,
+                };
+                self.set_ready(
+                    reason,
+                    format!("waiting for Azure ({:?} in progress)", op.kind),
+                );
+                let delay = poll_delay(answer.retry_after);
+                if let Some(pending) = self.out.status.operation.as_mut() {
+                    pending.next_poll_at = Some(after(&self.f.now, delay));
+                }
+                self.out.next = Next::After(delay);
+            }
+        }
+    }
+
+    fn operation_succeeded(&mut self, op: PendingOperation) {
+        self.out.status.operation = None;
+        match op.kind {
+            OperationKind::Attach => {
+                let hash = op
+                    .config_hash
+                    .unwrap_or_else(|| self.f.desired_hash.to_owned());
+                self.attached(hash, "Succeeded");
+                let compute = ComputeSummary {
+                    matches: true,
+                    provisioning_state: Some("Succeeded".to_owned()),
+                    id: self.f.compute_id.clone(),
+                    ..Default::default()
+                };
+                self.out.next = Next::Replan(Learned::Azure(AzureView::Present(compute)));
+            }
+            OperationKind::Detach => {
+                self.out.cache.push(CacheEdit::Remove);
+                self.out.status.provisioning_state = None;
+                if op.reattach && !self.f.deleting {
+                    self.detached_for_reattach();
+                } else {
+                    self.detached();
+                }
+            }
+        }
+    }
+
+    fn detach(&mut self, reattach: bool, outcome: DetachOutcome) {
+        if reattach {
+            self.event(
+                EventReason::Reattaching,
+                "a setting Azure cannot update in place changed: detaching, then attaching again"
+                    .to_owned(),
+            );
+        }
+        match outcome {
+            DetachOutcome::Done
+            | DetachOutcome::Absent
+            | DetachOutcome::InProgress {
+                operation_url: None,
+                ..
+            } => {
+                self.out.cache.push(CacheEdit::Remove);
+                self.out.status.operation = None;
+                self.out.status.provisioning_state = None;
+                if reattach {
+                    self.detached_for_reattach();
+                } else {
+                    self.detached();
+                }
+            }
+            DetachOutcome::InProgress {
+                operation_url: Some(url),
+                retry_after,
+            } => {
+                let delay = poll_delay(retry_after);
+                self.out.status.operation = Some(PendingOperation {
+                    kind: OperationKind::Detach,
+                    url,
+                    reattach,
+                    config_hash: None,
+                    started_at: Some(self.f.now.clone()),
+                    next_poll_at: Some(after(&self.f.now, delay)),
+                });
+                self.out.status.provisioning_state = Some("Deleting".to_owned());
+                let reason = if reattach {
+                    Reason::Reattaching
+                } else {
+                    Reason::Detaching
+                };
+                self.set_ready(
+                    reason,
+                    "Azure accepted the detach (underlyingResourceAction=Detach)",
+                );
+                self.out.next = Next::After(delay);
+            }
+        }
+    }
+
+    /// The first half of a re-attach is done. The second is the next pass's: the plan sees the
+    /// compute absent with an out-of-date `attachedConfigHash` and attaches (cause Reattach).
+    fn detached_for_reattach(&mut self) {
+        self.set_ready(
+            Reason::Reattaching,
+            "detached (underlyingResourceAction=Detach); attaching again with the new settings",
+        );
+        self.out.next = Next::After(Duration::ZERO);
+    }
+
+    fn detached(&mut self) {
+        // Forget the attachment in status too: a pass that still sees the finalizer (stale
+        // cache) then releases instead of detaching again.
+        let status = &mut self.out.status;
+        status.compute_id = None;
+        status.attached_config_hash = None;
+        status.connection_secret_hash = None;
+        status.connection_secret_name = None;
+        let note = format!(
+            "detached compute {:?} (underlyingResourceAction=Detach)",
+            self.f.compute_name
+        );
+        self.event(EventReason::Detached, note);
+        self.out.next = Next::Done;
+    }
+
+    fn connection(&mut self, compute: &ComputeSummary, result: ConnectionResult) {
+        self.record(compute);
+        if result.removed_old {
+            self.out.status.connection_secret_name = None;
+            self.out.status.connection_secret_hash = None;
+        }
+        match result.write {
+            ConnectionWrite::NotWanted => self.out.next = Next::Replan(Learned::Nothing),
+            ConnectionWrite::Written(name) => {
+                let status = &mut self.out.status;
+                status.connection_secret_hash = status.attached_config_hash.clone();
+                status.connection_secret_name = Some(name);
+                self.out.next = Next::Replan(Learned::ConnectionInPlace);
+            }
+            ConnectionWrite::Conflict(message) => {
+                self.report(Reason::ConnectionSecretConflict, message)
+            }
+            ConnectionWrite::Failed(error) => {
+                self.report(
+                    Reason::ConnectionSecretFailed,
+                    format!(
+                        "the compute is attached, but the connection Secret could not be written: {error}"
+                    ),
+                );
+                if let Next::After(d) = &mut self.out.next {
+                    *d = (*d).min(TRANSIENT_RETRY);
+                }
+            }
+        }
+    }
+}
+
+fn errors_text(errors: &[ProvisioningError]) -> String {
+    errors
+        .iter()
+        .map(|e| format!("{}: {}", e.code, e.message))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The wait before a poll: Azure's `Retry-After`, else [`DEFAULT_POLL`], within 1–120 s.
+pub fn poll_delay(retry_after: Option<Duration>) -> Duration {
+    retry_after
+        .unwrap_or(DEFAULT_POLL)
+        .clamp(Duration::from_secs(1), Duration::from_secs(120))
+}
+
+fn after(now: &Time, d: Duration) -> Time {
+    let d = k8s_openapi::jiff::SignedDuration::try_from(d).unwrap_or_default();
+    Time(now.0.checked_add(d).unwrap_or(now.0))
+}
+
+#[cfg(test)]
+mod tests;
