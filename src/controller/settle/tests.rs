@@ -4,7 +4,9 @@
 use super::*;
 use crate::api::Condition;
 use crate::azure::AzureFault;
-use crate::azure::models::ErrorDetail;
+use crate::azure::DetachOutcome;
+use crate::azure::models::{ErrorDetail, OperationState, OperationStatus};
+use crate::controller::context::ConnectError;
 
 const NAME: &str = "gpu";
 const ID: &str = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/w/computes/gpu";
