@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::channel::mpsc::UnboundedSender;
 use kube::runtime::events::{Event, Recorder, Reporter};
@@ -29,6 +29,9 @@ use crate::ops::Metrics;
 /// watched namespace. Filtering by the key first keeps a pass O(targets) in cheap comparisons
 /// instead of building every target's claim (O(targets²) per resync).
 pub type ClaimSource = Box<dyn Fn(&Context, &str) -> Vec<Claim> + Send + Sync>;
+
+/// How long a released uid is remembered (far longer than a watch takes to deliver a delete).
+const RELEASED_MEMORY: Duration = Duration::from_secs(600);
 
 /// Shared controller state.
 pub struct Context {
@@ -58,6 +61,9 @@ pub struct Context {
     /// status, so this is never older than the reflector's copy, which can lag our own write
     /// (and a stale copy must not cause a second PUT or DELETE).
     written_status: Mutex<HashMap<String, TargetStatus>>,
+    /// Uids whose finalizer this process removed, and when: a stale store copy of such an
+    /// object (still showing the finalizer) is not cleaned up a second time.
+    released: Mutex<HashMap<String, Instant>>,
     workspaces: Vec<Store<MLWorkspace>>,
     claim_sources: Vec<ClaimSource>,
     workspace_triggers: Vec<WorkspaceTrigger>,
@@ -134,6 +140,7 @@ impl Context {
             cache: ComputeListCache::new(resync.mul_f64(0.9)),
             connections: Mutex::default(),
             written_status: Mutex::default(),
+            released: Mutex::default(),
             workspaces,
             claim_sources,
             workspace_triggers,
@@ -188,6 +195,26 @@ impl Context {
             Some(s) => memo.insert(uid.to_owned(), s),
             None => memo.remove(uid),
         };
+    }
+
+    /// Records that the finalizer of `uid` was removed by this process.
+    pub fn mark_released(&self, uid: &str) {
+        let mut released = self.lock_released();
+        let now = Instant::now();
+        // Watches deliver the deletion within seconds; older tombstones only cost memory.
+        released.retain(|_, at| now.duration_since(*at) < RELEASED_MEMORY);
+        released.insert(uid.to_owned(), now);
+    }
+
+    /// Whether this process already removed the finalizer of `uid` (its store copy is stale).
+    pub fn was_released(&self, uid: &str) -> bool {
+        self.lock_released().contains_key(uid)
+    }
+
+    fn lock_released(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
+        self.released
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The MLWorkspace `name` in `namespace`, from the reflector stores.

@@ -39,6 +39,7 @@ use crate::api::{
 };
 use crate::azure::{AzureConfig, CredentialFactory, Throttle};
 use crate::ops::{Metrics, Readiness};
+use claims::ClaimIndex;
 use context::{ClaimSource, Context};
 use secrets::Secrets;
 use target::AttachTarget;
@@ -138,6 +139,9 @@ impl Pending {
             watcher::Config::default(),
         ));
         let store = own.store();
+        let index = ClaimIndex::<K>::default();
+        let (feed, listed) = (index.clone(), store.clone());
+        own.on_event(move |event| feed.update(event, &listed));
         let controller = Controller::for_stream(own.subscribe(), store.clone())
             .with_config(ControllerConfig::default().concurrency(settings.concurrency));
         self.watch(own);
@@ -163,7 +167,7 @@ impl Pending {
                     .map(|t| ObjectRef::from_obj(t.as_ref()))
                     .collect::<Vec<_>>()
             });
-        self.claim_sources.push(claim_source(store.clone()));
+        self.claim_sources.push(claim_source(store.clone(), index));
         self.states.push((
             K::KIND,
             Box::new(move || {
@@ -193,12 +197,11 @@ impl Pending {
     }
 }
 
-fn claim_source<K: AttachTarget>(store: Store<K>) -> ClaimSource {
+fn claim_source<K: AttachTarget>(store: Store<K>, index: ClaimIndex<K>) -> ClaimSource {
     Box::new(move |ctx: &Context, resource: &str| {
-        store
-            .state()
+        index
+            .claimants(&store, resource)
             .iter()
-            .filter(|o| o.underlying().has_claim_key(resource))
             .filter_map(|o| ctx.claim_of(o.as_ref()))
             .collect()
     })

@@ -44,6 +44,12 @@ pub async fn reconcile<K: AttachTarget>(obj: Arc<K>, ctx: Arc<Context>) -> Resul
     // A target is judged only against stores that have listed once (a restart must not see a
     // workspace, Secret or older claim as missing just because its watch has not caught up).
     ctx.synced.wait().await;
+    let uid = obj.uid().unwrap_or_default();
+    if ctx.was_released(&uid) {
+        // A stale copy of an object whose finalizer this process removed: the first cleanup
+        // already finished (a second would 404 and announce a spurious `Released`).
+        return Ok(Action::await_change());
+    }
     let started = Instant::now();
     let ns = obj.namespace().ok_or(Error::MissingNamespace)?;
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
@@ -78,7 +84,9 @@ pub async fn reconcile<K: AttachTarget>(obj: Arc<K>, ctx: Arc<Context>) -> Resul
         other => Err(Error::Finalizer(Box::new(other))),
     });
     if result.is_ok() && released.load(Ordering::Relaxed) {
-        // The finalizer is gone: a workspace being deleted may be waiting for exactly this.
+        // The finalizer is gone: stale copies are not cleaned up again, and a workspace being
+        // deleted may be waiting for exactly this.
+        ctx.mark_released(&uid);
         ctx.target_released(&ns, &workspace);
     }
     let ok = result.is_ok() || matches!(&result, Err(e) if e.is_in_progress());

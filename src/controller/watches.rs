@@ -28,7 +28,11 @@ where
     writer: reflector::store::Writer<K>,
     events: BoxStream<'static, watcher::Result<watcher::Event<K>>>,
     subscribers: Vec<UnboundedSender<K>>,
+    hooks: Vec<Hook<K>>,
 }
+
+/// Called with every watch event, after the store applied it and before subscribers see it.
+type Hook<K> = Box<dyn Fn(&watcher::Event<K>) + Send + Sync>;
 
 impl<K> SharedWatch<K>
 where
@@ -51,6 +55,7 @@ where
             writer,
             events,
             subscribers: Vec::new(),
+            hooks: Vec::new(),
         }
     }
 
@@ -66,6 +71,12 @@ where
         rx.map(Ok)
     }
 
+    /// Calls `hook` with every watch event in the watch's own task, after the store applied it:
+    /// an index fed this way is complete once the store is ready (`InitDone`).
+    pub fn on_event(&mut self, hook: impl Fn(&watcher::Event<K>) + Send + Sync + 'static) {
+        self.hooks.push(Box::new(hook));
+    }
+
     /// Drives the watch until `stop` resolves, telling `health` whether the API server answers
     /// (any event is an answer; a watch error is not).
     pub fn run(
@@ -77,24 +88,34 @@ where
             writer,
             events,
             subscribers,
+            hooks,
             ..
         } = self;
         let events = events.inspect(move |e| health.api_reachable(e.is_ok()));
-        let fan_out = reflector::reflector(writer, events)
-            .touched_objects()
-            .for_each(move |r| {
-                match r {
-                    Ok(obj) => {
-                        for tx in &subscribers {
-                            // A closed receiver means its controller stopped (shutdown).
-                            let _ = tx.unbounded_send(obj.clone());
-                        }
+        let fan_out = reflector::reflector(writer, events).for_each(move |r| {
+            match r {
+                Ok(event) => {
+                    for hook in &hooks {
+                        hook(&event);
                     }
-                    // The watcher backs off and resumes by itself; the error is only logged.
-                    Err(error) => tracing::debug!(%error, "watch error; retrying"),
+                    let obj = match event {
+                        watcher::Event::Apply(o)
+                        | watcher::Event::Delete(o)
+                        | watcher::Event::InitApply(o) => o,
+                        watcher::Event::Init | watcher::Event::InitDone => {
+                            return std::future::ready(());
+                        }
+                    };
+                    for tx in &subscribers {
+                        // A closed receiver means its controller stopped (shutdown).
+                        let _ = tx.unbounded_send(obj.clone());
+                    }
                 }
-                std::future::ready(())
-            });
+                // The watcher backs off and resumes by itself; the error is only logged.
+                Err(error) => tracing::debug!(%error, "watch error; retrying"),
+            }
+            std::future::ready(())
+        });
         async move {
             tokio::select! {
                 _ = fan_out => {}
