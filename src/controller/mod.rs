@@ -197,7 +197,8 @@ impl Pending {
     }
 }
 
-fn claim_source<K: AttachTarget>(store: Store<K>, index: ClaimIndex<K>) -> ClaimSource {
+/// The claim source of one kind: its store and its claim index (see [`ClaimIndex`]).
+pub fn claim_source<K: AttachTarget>(store: Store<K>, index: ClaimIndex<K>) -> ClaimSource {
     Box::new(move |ctx: &Context, resource: &str| {
         index
             .claimants(&store, resource)
