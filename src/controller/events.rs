@@ -9,8 +9,6 @@ use crate::controller::conditions::Reason;
 pub enum EventReason {
     /// An identical attachment that already existed was adopted (rule 3).
     Adopted,
-    /// The PUT of a first attach was accepted.
-    Attaching,
     /// The compute is attached (first time Ready).
     Attached,
     /// A setting Azure cannot update in place changed: detach, then attach (rule 5).
@@ -29,8 +27,7 @@ pub enum EventReason {
 
 impl EventReason {
     /// The step reasons (every variant but [`EventReason::Condition`]), in documentation order.
-    pub const STEPS: [EventReason; 8] = [
-        EventReason::Attaching,
+    pub const STEPS: [EventReason; 7] = [
         EventReason::Attached,
         EventReason::Adopted,
         EventReason::Reattaching,
@@ -44,7 +41,6 @@ impl EventReason {
     pub fn as_str(self) -> &'static str {
         match self {
             EventReason::Adopted => "Adopted",
-            EventReason::Attaching => "Attaching",
             EventReason::Attached => "Attached",
             EventReason::Reattaching => "Reattaching",
             EventReason::DriftRepaired => "DriftRepaired",

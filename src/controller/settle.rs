@@ -252,16 +252,22 @@ impl Settling<'_, '_> {
 
     fn put(&mut self, cause: AttachCause, answer: PutAnswer) {
         self.out.status.secret_resource_version = self.f.secret_rv.map(str::to_owned);
-        let (event, verb) = match cause {
-            AttachCause::Initial => (EventReason::Attaching, "attaching"),
-            AttachCause::Reattach => (EventReason::Reattaching, "re-attaching after a change"),
-            AttachCause::Drift => (
+        // A first attach announces itself once, when done (`Attached`); a re-attach or a
+        // repair is news on its own.
+        let step = match cause {
+            AttachCause::Initial => None,
+            AttachCause::Reattach => {
+                Some((EventReason::Reattaching, "re-attaching after a change"))
+            }
+            AttachCause::Drift => Some((
                 EventReason::DriftRepaired,
                 "re-attaching: the attachment vanished from the workspace",
-            ),
+            )),
         };
-        let note = format!("{verb}: PUT compute {:?}", self.f.compute_name);
-        self.event(event, note);
+        if let Some((event, verb)) = step {
+            let note = format!("{verb}: PUT compute {:?}", self.f.compute_name);
+            self.event(event, note);
+        }
         let hash = self.f.desired_hash.to_owned();
         match answer {
             PutAnswer::Done(c) => {

@@ -294,7 +294,7 @@ fn parse_requeue(action: &str) -> Option<Duration> {
 }
 
 #[tokio::test]
-async fn rule2_rule6_a_first_attach_is_list_put_poll_and_three_status_writes() {
+async fn rule2_rule6_a_first_attach_is_list_put_poll_three_writes_and_one_event() {
     let mut w = World::new().await;
     w.create("adla", "2026-12-01T00:00:00Z");
     let _ = w.arm_calls().await;
@@ -310,13 +310,7 @@ async fn rule2_rule6_a_first_attach_is_list_put_poll_and_three_status_writes() {
         w.arm_calls().await,
         ["GET Compute_List 200", "PUT Compute_CreateOrUpdate 201"]
     );
-    assert_eq!(
-        w.writes(),
-        [
-            "apply-status datalakeanalyticstargets/adla",
-            "event Attaching"
-        ]
-    );
+    assert_eq!(w.writes(), ["apply-status datalakeanalyticstargets/adla"]);
     assert_eq!(w.ready("adla"), ("False".into(), "Attaching".into()));
 
     // Pass 3 (after Retry-After or 3 s): the poll; Succeeded → Ready with no further call.
