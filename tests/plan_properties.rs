@@ -30,7 +30,10 @@ fn every_variant_has_a_strategy(
     k: OperationKind,
 ) {
     match w {
-        WorkspaceState::Missing | WorkspaceState::NotReady { .. } | WorkspaceState::Ready => {}
+        WorkspaceState::Missing
+        | WorkspaceState::NotReady { .. }
+        | WorkspaceState::Pending
+        | WorkspaceState::Ready => {}
     }
     match c {
         ClaimState::Winner | ClaimState::LosesTo(_) => {}
@@ -61,6 +64,7 @@ fn workspace_state() -> impl Strategy<Value = WorkspaceState> {
         1 => Just(WorkspaceState::Missing),
         1 => (short_text(), short_text())
             .prop_map(|(reason, message)| WorkspaceState::NotReady { reason, message }),
+        1 => Just(WorkspaceState::Pending),
         3 => Just(WorkspaceState::Ready),
     ]
 }

@@ -21,6 +21,9 @@ pub enum Reason {
     WorkspaceNotFound,
     /// The MLWorkspace exists but could not reach Azure yet (see its own condition).
     WorkspaceNotReady,
+    /// The MLWorkspace exists but its reconciler has not looked at it yet (a workspace and its
+    /// targets applied together): waiting, not a problem.
+    WorkspacePending,
     /// The referenced Secret does not exist.
     SecretNotFound,
     /// The referenced Secret lacks a key the target needs.
@@ -58,13 +61,14 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in documentation order.
-    pub const ALL: [Reason; 21] = [
+    pub const ALL: [Reason; 22] = [
         Reason::Attached,
         Reason::Attaching,
         Reason::Detaching,
         Reason::Reattaching,
         Reason::WorkspaceNotFound,
         Reason::WorkspaceNotReady,
+        Reason::WorkspacePending,
         Reason::SecretNotFound,
         Reason::SecretKeyMissing,
         Reason::SecretNotLabeled,
@@ -96,6 +100,7 @@ impl Reason {
             Reason::Reattaching => "Reattaching",
             Reason::WorkspaceNotFound => "WorkspaceNotFound",
             Reason::WorkspaceNotReady => "WorkspaceNotReady",
+            Reason::WorkspacePending => "WorkspacePending",
             Reason::SecretNotFound => "SecretNotFound",
             Reason::SecretKeyMissing => "SecretKeyMissing",
             Reason::SecretNotLabeled => "SecretNotLabeled",

@@ -63,6 +63,7 @@ impl EventReason {
                     | Reason::Detaching
                     | Reason::Reattaching
                     | Reason::InUse
+                    | Reason::WorkspacePending
             ),
             _ => false,
         }

@@ -20,6 +20,8 @@ pub enum WorkspaceState {
     },
     /// It reached Azure.
     Ready,
+    /// Its reconciler has not reported on it yet (no `Ready` condition).
+    Pending,
 }
 
 /// The outcome of the claim index (rule 4).
@@ -215,6 +217,12 @@ pub fn plan(o: &Observed<'_>) -> Decision {
                 format!("the MLWorkspace is not ready ({reason}): {message}"),
             );
         }
+        WorkspaceState::Pending => {
+            return report(
+                Reason::WorkspacePending,
+                "waiting for the MLWorkspace to be reconciled",
+            );
+        }
         WorkspaceState::Ready => {}
     }
     if let Some(op) = &o.status.operation {
@@ -327,6 +335,12 @@ fn plan_delete(o: &Observed<'_>) -> Decision {
                 format!(
                     "cannot detach: the MLWorkspace is not ready ({reason}: {message}); fix it, or set spec.deletionPolicy: Orphan to release this object"
                 ),
+            );
+        }
+        WorkspaceState::Pending => {
+            return report(
+                Reason::WorkspacePending,
+                "waiting for the MLWorkspace to be reconciled before detaching",
             );
         }
     }

@@ -122,10 +122,7 @@ pub(super) fn workspace_state(ws: Option<&MLWorkspace>, deleting: bool) -> Works
             reason: c.reason.clone(),
             message: c.message.clone(),
         },
-        None => WorkspaceState::NotReady {
-            reason: "Pending".to_owned(),
-            message: "not reconciled yet".to_owned(),
-        },
+        None => WorkspaceState::Pending,
     }
 }
 
