@@ -120,11 +120,14 @@ impl Step {
                 requeue: Duration::ZERO,
                 action: Action::await_change(),
             },
-            Next::After(d) => Step {
-                done: false,
-                requeue: *d,
-                action: Action::requeue(*d),
-            },
+            Next::After(d) => {
+                let d = spread(*d, resync);
+                Step {
+                    done: false,
+                    requeue: d,
+                    action: Action::requeue(d),
+                }
+            }
             // Only after MAX_STEPS: look again at the next resync.
             Next::Replan(_) => Step {
                 done: false,
@@ -133,6 +136,20 @@ impl Step {
             },
         }
     }
+}
+
+/// A wait of a resync or longer, spread over ±10 %: otherwise every target reconciled together
+/// (a restart, a mass create) wakes in the same instant every resync, and a new target applied
+/// then waits behind all of them. Shorter waits (polls, retries) are kept exact.
+fn spread(d: Duration, resync: Duration) -> Duration {
+    use std::hash::BuildHasher;
+    if d < resync || d.is_zero() {
+        return d;
+    }
+    // A random number without a crate: each RandomState is seeded afresh.
+    let r = std::collections::hash_map::RandomState::new().hash_one(d.as_nanos());
+    let fraction = (r % 10_000) as f64 / 10_000.0;
+    d.mul_f64(0.9 + 0.2 * fraction)
 }
 
 /// One pass over one object: what it reads and the Azure connection it makes (at most once).
@@ -282,5 +299,28 @@ impl<K: AttachTarget> Pass<'_, K> {
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
             Err(e) => Err(Error::Kube(e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resync_waits_are_spread_and_short_waits_kept() {
+        let resync = Duration::from_secs(20);
+        let waits: Vec<Duration> = (0..200).map(|_| spread(resync, resync)).collect();
+        assert!(
+            waits
+                .iter()
+                .all(|w| *w >= Duration::from_secs(18) && *w <= Duration::from_secs(22))
+        );
+        let distinct: std::collections::BTreeSet<_> = waits.iter().collect();
+        assert!(distinct.len() > 100, "spread, not one instant");
+        assert_eq!(
+            spread(Duration::from_secs(3), resync),
+            Duration::from_secs(3)
+        );
+        assert_eq!(spread(Duration::ZERO, resync), Duration::ZERO);
     }
 }
