@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::azure::{ArmError, ArmErrorKind};
 use crate::controller::conditions::Reason;
-use crate::controller::context::ConnectError;
+use crate::controller::connect::ConnectError;
 
 /// Wait after a 429 without `Retry-After`.
 const THROTTLED: Duration = Duration::from_secs(10);

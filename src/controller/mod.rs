@@ -6,12 +6,14 @@
 pub mod cache;
 pub mod claims;
 pub mod conditions;
+pub mod connect;
 pub mod context;
 pub mod error;
 pub mod events;
 pub mod failure;
 pub mod kinds;
 pub mod leader;
+pub mod memo;
 pub mod plan;
 pub mod reconcile;
 pub mod secrets;

@@ -20,7 +20,8 @@ use serde_json::json;
 
 use crate::api::{FIELD_MANAGER, FINALIZER, MLWorkspace, TargetStatus};
 use crate::azure::{ArmClient, WorkspaceRef};
-use crate::controller::context::{Context, workspace_ref};
+use crate::controller::connect::workspace_ref;
+use crate::controller::context::Context;
 use crate::controller::error::Error;
 use crate::controller::events::EventReason;
 use crate::controller::plan::{Observed, plan};
@@ -45,7 +46,7 @@ pub async fn reconcile<K: AttachTarget>(obj: Arc<K>, ctx: Arc<Context>) -> Resul
     // workspace, Secret or older claim as missing just because its watch has not caught up).
     ctx.synced.wait().await;
     let uid = obj.uid().unwrap_or_default();
-    if ctx.was_released(&uid) {
+    if ctx.memo.was_released(&uid) {
         // A stale copy of an object whose finalizer this process removed: the first cleanup
         // already finished (a second would 404 and announce a spurious `Released`).
         return Ok(Action::await_change());
@@ -86,7 +87,7 @@ pub async fn reconcile<K: AttachTarget>(obj: Arc<K>, ctx: Arc<Context>) -> Resul
     if result.is_ok() && released.load(Ordering::Relaxed) {
         // The finalizer is gone: stale copies are not cleaned up again, and a workspace being
         // deleted may be waiting for exactly this.
-        ctx.mark_released(&uid);
+        ctx.memo.mark_released(&uid);
         ctx.target_released(&ns, &workspace);
     }
     let ok = result.is_ok() || matches!(&result, Err(e) if e.is_in_progress());
@@ -170,7 +171,7 @@ async fn reconcile_inner<K: AttachTarget>(
 ) -> Result<Step, Error> {
     let ns = obj.namespace().ok_or(Error::MissingNamespace)?;
     let uid = obj.uid().ok_or(Error::MissingNamespace)?;
-    let old = ctx.fresh_status(&uid, obj.target_status());
+    let old = ctx.memo.fresh_status(&uid, obj.target_status());
     let compute_name = obj.compute_name();
     let workspace = ctx.workspace(&ns, &obj.common().workspace_ref.name);
 
@@ -245,7 +246,8 @@ async fn reconcile_inner<K: AttachTarget>(
 
     // 5. Apply: one status write if anything changed, then the events.
     pass.write_status(&old, &mut status).await?;
-    ctx.remember_status(&uid, (!(step.done && deleting)).then(|| status.clone()));
+    ctx.memo
+        .remember_status(&uid, (!(step.done && deleting)).then(|| status.clone()));
     for (reason, note) in events {
         ctx.event(obj, reason, note).await;
     }

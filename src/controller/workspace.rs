@@ -17,7 +17,8 @@ use crate::api::{
     MLWorkspace, MLWorkspaceStatus, RemoteVmTarget, WORKSPACE_FINALIZER,
 };
 use crate::controller::conditions::{Reason, set_ready};
-use crate::controller::context::{Context, workspace_ref};
+use crate::controller::connect::workspace_ref;
+use crate::controller::context::Context;
 use crate::controller::error::{Error, chain};
 use crate::controller::events::EventReason;
 use crate::controller::failure::{self, Failure};
@@ -185,7 +186,7 @@ async fn reconcile_inner(ws: &MLWorkspace, ctx: &Context) -> Result<Action, Erro
     {
         return Ok(Action::requeue(HEALTHY_RECHECK));
     }
-    let (reason, message, delay) = match ctx.arm_for(ws).await {
+    let (reason, message, delay) = match ctx.arm.arm_for(ws).await {
         Err(e) => {
             let f = failure::connect(&e, ctx.resync);
             (f.reason, chain(&e), f.delay)

@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::api::{DeletionPolicy, PendingOperation, TargetStatus};
 use crate::azure::{ArmError, ArmErrorKind, Lro};
 use crate::controller::conditions::{Reason, now};
-use crate::controller::context::workspace_ref;
+use crate::controller::connect::workspace_ref;
 use crate::controller::error::chain;
 use crate::controller::plan::{AttachCause, Decision};
 use crate::controller::secrets::{Credential, not_opted_in_message};
@@ -49,9 +49,9 @@ impl<K: AttachTarget> Pass<'_, K> {
             });
         };
         let connection = if self.deleting {
-            self.ctx.arm_for_detach(&ws).await
+            self.ctx.arm.arm_for_detach(&ws).await
         } else {
-            self.ctx.arm_for(&ws).await
+            self.ctx.arm.arm_for(&ws).await
         };
         let arm = connection.map_err(Outcome::ConnectFailed)?;
         self.arm = Some((arm, workspace_ref(&ws)));

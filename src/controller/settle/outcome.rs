@@ -9,7 +9,7 @@ use crate::api::{PendingOperation, TargetStatus};
 use crate::azure::models::{ComputeType, OperationStatus};
 use crate::azure::{ArmError, DetachOutcome};
 use crate::controller::conditions::Reason;
-use crate::controller::context::ConnectError;
+use crate::controller::connect::ConnectError;
 use crate::controller::events::EventReason;
 use crate::controller::plan::{AttachCause, AzureView, ComputeSummary};
 

@@ -6,7 +6,7 @@ use crate::api::Condition;
 use crate::azure::AzureFault;
 use crate::azure::DetachOutcome;
 use crate::azure::models::{ErrorDetail, OperationState, OperationStatus};
-use crate::controller::context::ConnectError;
+use crate::controller::connect::ConnectError;
 
 const NAME: &str = "gpu";
 const ID: &str = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/w/computes/gpu";
