@@ -54,6 +54,11 @@ impl MockKube {
         self.lock().objects.insert(path.to_owned(), obj);
     }
 
+    /// Deletes the object at `path` (as another client would).
+    pub fn remove(&self, path: &str) {
+        self.lock().objects.remove(path);
+    }
+
     /// The object at `path`, if it exists.
     pub fn get(&self, path: &str) -> Option<Value> {
         self.lock().objects.get(path).cloned()

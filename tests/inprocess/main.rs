@@ -446,3 +446,60 @@ async fn rule3_a_compute_of_the_name_attaching_something_else_is_left_alone() {
         "the message names what the existing compute attaches: {message}"
     );
 }
+
+#[tokio::test]
+async fn rule12_the_connection_secret_is_a_step_of_its_own_and_restored_when_deleted() {
+    let mut w = World::new().await;
+    let mut obj = adla("adla", "2026-12-01T00:00:00Z");
+    obj["spec"]["writeConnectionSecretToRef"] = json!({"name": "adla-conn"});
+    w.kube.put(&format!("{ADLA_PATH}/adla"), obj);
+    w.observe("adla");
+    w.pass("adla").await; // finalizer
+    let requeue = w.pass("adla").await;
+    w.wait(requeue).await;
+    let _ = (w.arm_calls().await, w.writes());
+
+    // The poll succeeds; then listKeys and the Secret, then Ready, in the same pass.
+    w.pass("adla").await;
+    let calls = w.arm_calls().await;
+    assert_eq!(calls.len(), 2, "poll, listKeys: {calls:?}");
+    assert!(
+        calls[1].starts_with("POST Compute_ListKeys 200"),
+        "{calls:?}"
+    );
+    assert_eq!(
+        w.writes(),
+        [
+            "create secrets/adla-conn",
+            "apply-status datalakeanalyticstargets/adla",
+            "event Attached"
+        ]
+    );
+    assert_eq!(w.ready("adla"), ("True".into(), "Attached".into()));
+    let secret = w
+        .kube
+        .get(&format!("/api/v1/namespaces/{NS}/secrets/adla-conn"))
+        .expect("written");
+    assert_eq!(secret["metadata"]["ownerReferences"][0]["uid"], "uid-adla");
+
+    // Deleted behind the operator's back: the next pass writes it again and nothing else.
+    w.kube
+        .remove(&format!("/api/v1/namespaces/{NS}/secrets/adla-conn"));
+    w.pass("adla").await;
+    let calls = w.arm_calls().await;
+    assert!(
+        calls
+            .iter()
+            .all(|c| !c.starts_with("PUT") && !c.starts_with("DELETE")),
+        "{calls:?}"
+    );
+    assert!(
+        calls.iter().any(|c| c.starts_with("POST Compute_ListKeys")),
+        "{calls:?}"
+    );
+    assert_eq!(
+        w.writes(),
+        ["create secrets/adla-conn"],
+        "no status change, no event"
+    );
+}
