@@ -208,10 +208,10 @@ fn dbx(url: &str) -> DatabricksTarget {
     .unwrap()
 }
 
-fn refused_with<K: kube::Resource + serde::Serialize>(obj: &K, needle: &str)
-where
-    K: kube::CustomResourceExt,
-{
+fn refused_with<K: kube::Resource + kube::CustomResourceExt + serde::Serialize>(
+    obj: &K,
+    needle: &str,
+) {
     let err = validate_cel(obj).expect_err("should be refused");
     let text = format!("{err:?}");
     assert!(text.contains(needle), "expected {needle:?} in {text}");
