@@ -723,6 +723,30 @@ mod tests {
     }
 
     #[test]
+    fn preflight_fields_load_from_yaml() {
+        let c = EmulatorConfig::from_yaml(
+            "resources:\n- id: /subscriptions/s/resourceGroups/r/providers/Microsoft.Compute/virtualMachines/w\n  address: 1.2.3.4\n  osType: Windows\n  image: {publisher: MicrosoftWindowsServer, offer: WindowsServer, sku: 2022-datacenter}\n  publicIp: false\n- id: /subscriptions/s/resourceGroups/r/providers/Microsoft.Kubernetes/connectedClusters/c\n  extensions: [{name: azureml, extensionType: Microsoft.AzureML.Kubernetes, provisioningState: Failed}]\n",
+        )
+        .unwrap();
+        assert_eq!(c.resources[0].os_type.as_deref(), Some("Windows"));
+        assert_eq!(c.resources[0].public_ip, Some(false));
+        assert_eq!(
+            ResourceKind::of_id(&c.resources[1].id),
+            ResourceKind::ConnectedCluster
+        );
+        assert_eq!(
+            c.resources[1].extensions[0].provisioning_state.as_deref(),
+            Some("Failed")
+        );
+        let kinds: Vec<ResourceKind> = preflight_resources()
+            .iter()
+            .map(|r| ResourceKind::of_id(&r.id))
+            .collect();
+        assert!(kinds.contains(&ResourceKind::SynapseSparkPool));
+        assert!(!kinds.contains(&ResourceKind::Other));
+    }
+
+    #[test]
     fn resource_kinds() {
         let kinds: Vec<ResourceKind> = default_resources()
             .iter()
