@@ -7,8 +7,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use azureml_attach::azure::models::{
-    AdministratorAccount, Compute, ComputeProperties, ComputeResource, ComputeType, OperationState,
+    AdministratorAccount, Compute, ComputeProperties, ComputeResource, ComputeType, InstanceType,
+    InstanceTypeResources, KubernetesProperties, ManagedServiceIdentity, OperationState,
     ProvisioningState, VirtualMachineProperties,
+};
+use azureml_attach::azure::prerequisites::{
+    hdinsight_check, kubernetes_check, synapse_pool_check, vm_check,
 };
 use azureml_attach::azure::throttle::arm_limits;
 use azureml_attach::azure::{
@@ -191,12 +195,9 @@ async fn attach_lifecycle_detaches_and_never_deletes() {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
-        DetachOutcome::InProgress {
-            operation_url: None,
-            ..
-        }
-        | DetachOutcome::Done => {}
-        DetachOutcome::Absent => panic!("the compute existed"),
+        // Like Azure, the 202 carries only Azure-AsyncOperation (no Location): the client
+        // must find the operation URL there.
+        other => panic!("a 202 with an Azure-AsyncOperation URL, got {other:?}"),
     }
     let deadline = Instant::now() + Duration::from_secs(20);
     while arm.get_compute(&ws(), "gpu-dsvm").await.unwrap().is_some() {
@@ -617,4 +618,244 @@ async fn workload_identity_token_through_the_custom_authority() {
         Some(DEFAULT_FEDERATED_CLIENT_ID)
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn rid(provider_path: &str) -> String {
+    format!(
+        "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/ml-rg/providers/{provider_path}"
+    )
+}
+
+/// Each preflight read against the emulator's world, and the pure checks on what it answered:
+/// one passing and one failing fixture per check; a missing resource is `None`.
+#[tokio::test]
+async fn preflight_reads_and_checks() {
+    let env = env().await;
+    let arm = &env.arm;
+
+    let vm = |name: &str| rid(&format!("Microsoft.Compute/virtualMachines/{name}"));
+    let view = arm.get_vm_with_network(VM_ID).await.unwrap().unwrap();
+    assert_eq!(
+        view.public_ip
+            .as_ref()
+            .and_then(|ip| ip.properties.ip_address.as_deref()),
+        Some("20.61.0.10")
+    );
+    assert_eq!(
+        vm_check(&view.vm, view.nic.as_ref(), view.public_ip.as_ref()),
+        Ok(())
+    );
+    for (name, fact) in [
+        ("win-vm", "runs Windows"),
+        ("rhel-vm", "not Ubuntu"),
+        ("private-vm", "no public IP address"),
+    ] {
+        let view = arm.get_vm_with_network(&vm(name)).await.unwrap().unwrap();
+        let unmet = vm_check(&view.vm, view.nic.as_ref(), view.public_ip.as_ref()).expect_err(name);
+        assert!(unmet.fact.contains(fact), "{name}: {unmet:?}");
+    }
+    assert!(
+        arm.get_virtual_machine(&vm("nope"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let nic = arm
+        .get_network_interface(&rid("Microsoft.Network/networkInterfaces/dsvm-1-nic"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(nic.public_ip_id().is_some());
+    assert!(
+        arm.get_public_ip(&rid("Microsoft.Network/publicIPAddresses/private-vm-ip"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let hdi = |name: &str| rid(&format!("Microsoft.HDInsight/clusters/{name}"));
+    let ok = arm
+        .get_hdinsight_cluster(&hdi("spark-1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(hdinsight_check(&ok), Ok(()));
+    for (name, fact) in [
+        ("spark-stopped", "is Error"),
+        ("spark-private", "no public SSH endpoint"),
+    ] {
+        let c = arm
+            .get_hdinsight_cluster(&hdi(name))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(hdinsight_check(&c).expect_err(name).fact.contains(fact));
+    }
+
+    let aks = rid("Microsoft.ContainerService/managedClusters/aks-1");
+    let arc = rid("Microsoft.Kubernetes/connectedClusters/arc-1");
+    assert!(arm.get_managed_cluster(&aks).await.unwrap().is_some());
+    let connected = arm.get_kubernetes_cluster(&arc).await.unwrap().unwrap();
+    assert_eq!(
+        connected.properties.connectivity_status.as_deref(),
+        Some("Connected")
+    );
+    for cluster in [&aks, &arc] {
+        let exts = arm.list_cluster_extensions(cluster).await.unwrap().unwrap();
+        assert_eq!(kubernetes_check(cluster, &exts), Ok(()), "{cluster}");
+    }
+    let noext = rid("Microsoft.ContainerService/managedClusters/aks-noext");
+    let exts = arm.list_cluster_extensions(&noext).await.unwrap().unwrap();
+    let unmet = kubernetes_check(&noext, &exts).expect_err("no extension");
+    assert!(
+        unmet.remedy.contains("az k8s-extension create"),
+        "{unmet:?}"
+    );
+    let failed = rid("Microsoft.Kubernetes/connectedClusters/arc-failed");
+    let exts = arm.list_cluster_extensions(&failed).await.unwrap().unwrap();
+    assert!(
+        kubernetes_check(&failed, &exts)
+            .expect_err("failed")
+            .fact
+            .ends_with("is Failed")
+    );
+    let gone = rid("Microsoft.ContainerService/managedClusters/gone");
+    assert!(arm.list_cluster_extensions(&gone).await.unwrap().is_none());
+    assert!(arm.get_managed_cluster(&gone).await.unwrap().is_none());
+
+    let pool = rid("Microsoft.Synapse/workspaces/syn-1/bigDataPools/pool1");
+    let p = arm.get_synapse_pool(&pool).await.unwrap().unwrap();
+    assert_eq!(synapse_pool_check(&p), Ok(()));
+    assert!(
+        arm.get_synapse_pool(&rid("Microsoft.Synapse/workspaces/syn-1/bigDataPools/nope"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Not an ARM id: refused before anything is sent.
+    assert!(matches!(
+        arm.get_virtual_machine("https://evil.example/x").await,
+        Err(ArmError::InvalidOperationUrl { .. })
+    ));
+    assert!(matches!(
+        arm.get_virtual_machine(&format!("{VM_ID}/../../x")).await,
+        Err(ArmError::InvalidOperationUrl { .. })
+    ));
+
+    // Every read was a GET with its own service's api-version, in the reads bucket.
+    let log = env.control.requests(None).await.unwrap();
+    let reads: Vec<_> = log
+        .entries
+        .iter()
+        .filter(|e| !e.operation.starts_with("Compute_") && e.operation != "Token")
+        .collect();
+    assert!(reads.len() >= 20, "{reads:?}");
+    for e in &reads {
+        assert_eq!(e.method, "GET");
+        assert!(matches!(e.status, 200 | 404), "{e:?}");
+        assert!(
+            !e.query
+                .as_deref()
+                .unwrap_or_default()
+                .contains("2026-07-01"),
+            "{e:?}"
+        );
+    }
+    let text = env.metrics.encode().unwrap();
+    assert!(
+        text.contains(r#"operation="VirtualMachines_Get",status="200""#),
+        "{text}"
+    );
+}
+
+/// Typed Kubernetes and SynapseSpark bodies attach through the client.
+#[tokio::test]
+async fn kubernetes_and_synapse_attach_with_typed_bodies() {
+    let env = env().await;
+    let arm = &env.arm;
+    let mut k8s = Compute::new(
+        ComputeType::Kubernetes,
+        Some(rid("Microsoft.ContainerService/managedClusters/aks-1")),
+    );
+    k8s.properties = Some(ComputeProperties::Kubernetes(KubernetesProperties {
+        namespace: Some("ml".into()),
+        default_instance_type: Some("cpu".into()),
+        instance_types: Some(
+            [(
+                "cpu".to_owned(),
+                InstanceType {
+                    node_selector: Some([("pool".to_owned(), "cpu".to_owned())].into()),
+                    resources: Some(InstanceTypeResources {
+                        requests: Some([("cpu".to_owned(), "1".to_owned())].into()),
+                        limits: Some([("memory".to_owned(), "4Gi".to_owned())].into()),
+                    }),
+                },
+            )]
+            .into(),
+        ),
+        ..Default::default()
+    }));
+    let body = ComputeResource {
+        location: Some("westeurope".into()),
+        identity: Some(ManagedServiceIdentity::user_assigned([rid(
+            "Microsoft.ManagedIdentity/userAssignedIdentities/ml-uai",
+        )])),
+        properties: Some(k8s),
+        ..Default::default()
+    };
+    let lro = arm.put_compute(&ws(), "k8s-one", &body).await.unwrap();
+    let compute = wait_put(arm, lro, "k8s-one").await;
+    assert_eq!(
+        compute.provisioning_state(),
+        Some(&ProvisioningState::Succeeded)
+    );
+    match compute
+        .properties
+        .as_ref()
+        .and_then(|p| p.properties.as_ref())
+    {
+        Some(ComputeProperties::Kubernetes(k)) => {
+            assert_eq!(k.namespace.as_deref(), Some("ml"));
+            assert_eq!(
+                k.extension_instance_release_train.as_deref(),
+                Some("stable")
+            );
+            let cpu = &k.instance_types.as_ref().unwrap()["cpu"];
+            assert_eq!(
+                cpu.resources.as_ref().unwrap().requests.as_ref().unwrap()["cpu"],
+                "1"
+            );
+        }
+        other => panic!("Kubernetes properties, got {other:?}"),
+    }
+
+    let syn = Compute::new(
+        ComputeType::SynapseSpark,
+        Some(rid("Microsoft.Synapse/workspaces/syn-1/bigDataPools/pool1")),
+    );
+    let body = ComputeResource {
+        location: Some("westeurope".into()),
+        identity: Some(ManagedServiceIdentity::system_assigned()),
+        properties: Some(syn),
+        ..Default::default()
+    };
+    let lro = arm.put_compute(&ws(), "syn-one", &body).await.unwrap();
+    let compute = wait_put(arm, lro, "syn-one").await;
+    match compute
+        .properties
+        .as_ref()
+        .and_then(|p| p.properties.as_ref())
+    {
+        Some(ComputeProperties::SynapseSpark(s)) => {
+            assert_eq!(s.pool_name.as_deref(), Some("pool1"));
+        }
+        other => panic!("SynapseSpark properties, got {other:?}"),
+    }
+    assert!(
+        compute
+            .identity
+            .as_ref()
+            .is_some_and(|i| i.principal_id.is_some())
+    );
 }

@@ -20,6 +20,7 @@ use crate::entra::{self, Origin};
 use crate::response::{ArmError, Principal, arm_time, empty_response, json_response};
 use crate::state::{ComputeRecord, DeletedResource, Inner, OpKind, Operation};
 use crate::throttle::{Decision, OpClass};
+use crate::underlying::{self, UnderlyingRoute};
 use crate::validate::{COMPUTE_NAME_PATTERN_2026, Options, Specs};
 
 /// api-versions the emulator serves: the two newest stable ones and those in the recordings.
@@ -78,6 +79,8 @@ pub enum ArmRoute {
         /// Action segment.
         action: String,
     },
+    /// An underlying resource preflight reads (VM, NIC, public IP, clusters, extensions, pools).
+    Underlying(UnderlyingRoute),
     /// `/subscriptions/{sub}/providers/Microsoft.MachineLearningServices/locations/{loc}/computeOperationsStatus/{id}`.
     OperationStatus {
         /// Subscription.
@@ -135,7 +138,15 @@ impl ArmRoute {
                     _ => None,
                 }
             }
-            _ => None,
+            _ => underlying::classify(s).map(Self::Underlying),
+        }
+    }
+
+    /// api-versions served at this path.
+    pub fn api_versions(&self) -> &'static [&'static str] {
+        match self {
+            Self::Underlying(u) => u.kind.api_versions(),
+            _ => &SUPPORTED_API_VERSIONS,
         }
     }
 
@@ -147,6 +158,7 @@ impl ArmRoute {
             | Self::Compute { sub, .. }
             | Self::ComputeAction { sub, .. }
             | Self::OperationStatus { sub, .. } => sub,
+            Self::Underlying(u) => &u.sub,
         }
     }
 
@@ -170,6 +182,7 @@ impl ArmRoute {
                 }
             }
             (Self::OperationStatus { .. }, "GET") => "ComputeOperationsStatus_Get",
+            (Self::Underlying(u), "GET") => u.kind.operation(),
             _ => "MethodNotAllowed",
         }
     }
@@ -256,7 +269,24 @@ pub fn handle(
                     "The api-version query parameter (?api-version=) is required for all requests.",
                 )
                 .into_response(),
-                Some(v) if !SUPPORTED_API_VERSIONS.contains(&v) => ArmError::bad_request(
+                Some(v) if let ArmRoute::Underlying(u) = route
+                    && !u.kind.api_versions().contains(&v) =>
+                {
+                    ArmError::bad_request(
+                        "NoRegisteredProviderFound",
+                        format!(
+                            "No registered resource provider found for location '{}' and API version '{v}' for type '{}'. The supported api-versions are '{}'.",
+                            inner
+                                .workspaces
+                                .first()
+                                .map_or("westeurope", |w| w.location.as_str()),
+                            u.kind.operation().split('_').next().unwrap_or_default(),
+                            u.kind.api_versions().join(", ")
+                        ),
+                    )
+                    .into_response()
+                }
+                Some(v) if !route.api_versions().contains(&v) => ArmError::bad_request(
                     "InvalidApiVersionParameter",
                     format!(
                         "The api-version '{v}' is invalid. The supported versions are '{}'.",
@@ -305,6 +335,12 @@ fn dispatch(
 ) -> Result<Response, ArmError> {
     let method = &parts.method;
     match route {
+        ArmRoute::Underlying(u) => {
+            if method != Method::GET {
+                return Err(method_not_allowed(method));
+            }
+            Ok(json_response(StatusCode::OK, &underlying::get(inner, u)?))
+        }
         ArmRoute::OperationStatus { sub, location, id } => {
             if method != Method::GET {
                 return Err(method_not_allowed(method));
@@ -750,6 +786,8 @@ fn put_compute(
             format!("The compute '{name}' is being deleted; retry when the deletion has finished."),
         ));
     }
+    let created = !inner.computes.contains_key(&key);
+    let sent_location = body.pointer("/properties/computeLocation").is_some();
     let ev = compute::evaluate(&compute_type, &body, &inner.resources);
     let ready_at = ctx.now + delay(inner.settings.provisioning_delay_ms);
     let error = ev.failure.clone();
@@ -773,10 +811,16 @@ fn put_compute(
         },
     );
     let rec = &inner.computes[&key];
-    let mut resp = json_response(
-        StatusCode::CREATED,
-        &compute::compute_body(rec, &inner.workspaces[wi], &inner.tenant_id, ctx.now),
-    );
+    let mut answer = compute::compute_body(rec, &inner.workspaces[wi], &inner.tenant_id, ctx.now);
+    if created
+        && !sent_location
+        && let Some(Value::Object(props)) = answer.get_mut("properties")
+    {
+        // The 201 of a create echoes computeLocation only if it was sent; GETs have it
+        // (FINDINGS §2, PY#0 vs PY#3).
+        props.remove("computeLocation");
+    }
+    let mut resp = json_response(StatusCode::CREATED, &answer);
     if let Ok(v) = HeaderValue::from_str(&async_url(ctx, &sub, &region, &op_id)) {
         resp.headers_mut().insert("azure-asyncoperation", v);
     }
@@ -920,9 +964,7 @@ fn delete_compute(
     if let Ok(v) = HeaderValue::from_str(&url) {
         resp.headers_mut().insert("azure-asyncoperation", v);
     }
-    if let Ok(v) = HeaderValue::from_str(&format!("{url}&type=location")) {
-        resp.headers_mut().insert(header::LOCATION, v);
-    }
+    // Only Azure-AsyncOperation: real DELETEs carry no Location (FINDINGS §4, ASO24#54, PY#10).
     Ok(resp)
 }
 

@@ -52,6 +52,8 @@ fn expected_kinds(compute_type: &str) -> Option<&'static [ResourceKind]> {
         "Databricks" => Some(&[ResourceKind::Databricks]),
         "DataLakeAnalytics" => Some(&[ResourceKind::DataLakeAnalytics]),
         "Batch" => Some(&[ResourceKind::Batch]),
+        "Kubernetes" => Some(&[ResourceKind::ManagedCluster, ResourceKind::ConnectedCluster]),
+        "SynapseSpark" => Some(&[ResourceKind::SynapseSparkPool]),
         _ => None,
     }
 }
@@ -255,6 +257,47 @@ pub fn compute_body(
             .entry("workspaceUrl")
             .or_insert_with(|| Value::String(url.clone()));
     }
+    if rec.compute_type == "Kubernetes" {
+        // What the spec's KubernetesCompute examples answer for fields the PUT left out.
+        for k in [
+            "relayConnectionString",
+            "serviceBusConnectionString",
+            "extensionPrincipalId",
+            "vcName",
+        ] {
+            inner.entry(k).or_insert(Value::Null);
+        }
+        inner
+            .entry("extensionInstanceReleaseTrain")
+            .or_insert(json!("stable"));
+        inner.entry("namespace").or_insert(json!("default"));
+    }
+    if rec.compute_type == "SynapseSpark"
+        && let Some(pool) = rec.resource_id.as_deref().and_then(spark_pool_parts)
+    {
+        // The pool's own settings, as the Synapse RP reports them (see `underlying.rs`).
+        let [sub, rg, ws, name] = pool;
+        for (k, v) in [
+            (
+                "autoScaleProperties",
+                json!({"minNodeCount": 3, "enabled": true, "maxNodeCount": 10}),
+            ),
+            (
+                "autoPauseProperties",
+                json!({"delayInMinutes": 15, "enabled": true}),
+            ),
+            ("sparkVersion", json!("3.4")),
+            ("nodeCount", json!(0)),
+            ("nodeSize", json!("Medium")),
+            ("nodeSizeFamily", json!("MemoryOptimized")),
+            ("subscriptionId", json!(sub)),
+            ("resourceGroup", json!(rg)),
+            ("workspaceName", json!(ws)),
+            ("poolName", json!(name)),
+        ] {
+            inner.entry(k).or_insert(v);
+        }
+    }
     if rec.compute_type == "VirtualMachine" {
         inner.insert(
             "virtualMachineSize".into(),
@@ -325,6 +368,15 @@ pub fn compute_body(
     }
     out.insert("properties".into(), Value::Object(properties));
     Value::Object(out)
+}
+
+/// `[subscription, resource group, Synapse workspace, pool]` of a Spark pool id.
+fn spark_pool_parts(id: &str) -> Option<[String; 4]> {
+    let s: Vec<&str> = id.trim_start_matches('/').split('/').collect();
+    match s.as_slice() {
+        [_, sub, _, rg, _, _, _, ws, _, pool] => Some([sub, rg, ws, pool].map(|x| (*x).to_owned())),
+        _ => None,
+    }
 }
 
 fn identity_body(identity: Option<&Value>, rec: &ComputeRecord, tenant: &str) -> Option<Value> {

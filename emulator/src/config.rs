@@ -229,7 +229,66 @@ pub struct WorldResource {
     /// Accepted Databricks access token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_token: Option<String>,
+    /// VM: `storageProfile.osDisk.osType` (`Linux` when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os_type: Option<String>,
+    /// VM: `storageProfile.imageReference` (Canonical Ubuntu 24.04 when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageReference>,
+    /// VM: whether its NIC `{vm}-nic` has the public IP `{vm}-ip` holding `address` (default
+    /// true); when false the NIC has only a private address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_ip: Option<bool>,
+    /// HDInsight: `properties.clusterState` (`Running` when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_state: Option<String>,
+    /// HDInsight: whether `connectivityEndpoints` has the public `SSH` endpoint (default true);
+    /// when false only the private `SSH-INTERNAL`/`HTTPS-INTERNAL` ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_endpoint: Option<bool>,
+    /// Managed/connected cluster: its `Microsoft.KubernetesConfiguration/extensions`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extensions: Vec<ClusterExtension>,
 }
+
+/// A VM's `storageProfile.imageReference`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ImageReference {
+    /// `Canonical`, `MicrosoftWindowsServer`, `RedHat`, …
+    pub publisher: String,
+    /// `ubuntu-24_04-lts`, `WindowsServer`, `RHEL`, …
+    pub offer: String,
+    /// `server`, `2022-datacenter-azure-edition`, …
+    pub sku: String,
+}
+
+impl ImageReference {
+    /// An image reference.
+    pub fn new(publisher: &str, offer: &str, sku: &str) -> Self {
+        Self {
+            publisher: publisher.to_owned(),
+            offer: offer.to_owned(),
+            sku: sku.to_owned(),
+        }
+    }
+}
+
+/// A cluster extension (`Microsoft.KubernetesConfiguration/extensions`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClusterExtension {
+    /// Extension name (`azureml`).
+    pub name: String,
+    /// `properties.extensionType` (`Microsoft.AzureML.Kubernetes`).
+    pub extension_type: String,
+    /// `properties.provisioningState` (`Succeeded` when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provisioning_state: Option<String>,
+}
+
+/// Extension type of the Azure ML extension.
+pub const AZUREML_EXTENSION_TYPE: &str = "Microsoft.AzureML.Kubernetes";
 
 /// What kind of underlying resource an ARM id names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -244,7 +303,13 @@ pub enum ResourceKind {
     Databricks,
     /// `Microsoft.DataLakeAnalytics/accounts`.
     DataLakeAnalytics,
-    /// Anything else (e.g. managedClusters, Synapse pools).
+    /// `Microsoft.ContainerService/managedClusters` (AKS).
+    ManagedCluster,
+    /// `Microsoft.Kubernetes/connectedClusters` (Arc-enabled Kubernetes).
+    ConnectedCluster,
+    /// `Microsoft.Synapse/workspaces/{ws}/bigDataPools/{pool}`.
+    SynapseSparkPool,
+    /// Anything else.
     Other,
 }
 
@@ -259,7 +324,13 @@ impl ResourceKind {
         let mut parts = provider.split('/');
         let ns = parts.next().unwrap_or("");
         let ty = parts.next().unwrap_or("");
+        let child = parts.nth(1).unwrap_or("");
         match (ns, ty) {
+            ("microsoft.containerservice", "managedclusters") => Self::ManagedCluster,
+            ("microsoft.kubernetes", "connectedclusters") => Self::ConnectedCluster,
+            ("microsoft.synapse", "workspaces") if child == "bigdatapools" => {
+                Self::SynapseSparkPool
+            }
             ("microsoft.compute", "virtualmachines") => Self::VirtualMachine,
             ("microsoft.hdinsight", "clusters") => Self::HdInsight,
             ("microsoft.batch", "batchaccounts") => Self::Batch,
@@ -339,6 +410,92 @@ pub fn default_resources() -> Vec<WorldResource> {
     ]
 }
 
+/// The preflight world: underlying resources that pass each prerequisite check and resources
+/// that fail one each. Part of the default world (after [`default_resources`]); names in
+/// `emulator/README.md`.
+pub fn preflight_resources() -> Vec<WorldResource> {
+    let azureml = || ClusterExtension {
+        name: "azureml".to_owned(),
+        extension_type: AZUREML_EXTENSION_TYPE.to_owned(),
+        provisioning_state: None,
+    };
+    vec![
+        // Fails "Linux": a Windows Server VM.
+        WorldResource {
+            os_type: Some("Windows".to_owned()),
+            image: Some(ImageReference::new(
+                "MicrosoftWindowsServer",
+                "WindowsServer",
+                "2022-datacenter-azure-edition",
+            )),
+            ..vm("win-vm", "20.61.0.20")
+        },
+        // Fails "Ubuntu": Linux from a Red Hat image.
+        WorldResource {
+            image: Some(ImageReference::new("RedHat", "RHEL", "9-lvm-gen2")),
+            ..vm("rhel-vm", "20.61.0.21")
+        },
+        // Fails "public IP": only a private address.
+        WorldResource {
+            public_ip: Some(false),
+            ..vm("private-vm", "10.0.0.22")
+        },
+        // Fails "Running".
+        WorldResource {
+            id: rid("Microsoft.HDInsight/clusters/spark-stopped"),
+            address: Some("spark-stopped-ssh.azurehdinsight.net".to_owned()),
+            username: Some("sshuser".to_owned()),
+            password: Some(DEFAULT_HDI_PASSWORD.to_owned()),
+            cluster_state: Some("Error".to_owned()),
+            ..WorldResource::default()
+        },
+        // Fails "public endpoint": private link only.
+        WorldResource {
+            id: rid("Microsoft.HDInsight/clusters/spark-private"),
+            address: Some("spark-private-int.azurehdinsight.net".to_owned()),
+            username: Some("sshuser".to_owned()),
+            password: Some(DEFAULT_HDI_PASSWORD.to_owned()),
+            public_endpoint: Some(false),
+            ..WorldResource::default()
+        },
+        // Passes: AKS and Arc clusters with the Azure ML extension.
+        WorldResource {
+            id: rid("Microsoft.ContainerService/managedClusters/aks-1"),
+            extensions: vec![azureml()],
+            ..WorldResource::default()
+        },
+        WorldResource {
+            id: rid("Microsoft.Kubernetes/connectedClusters/arc-1"),
+            extensions: vec![azureml()],
+            ..WorldResource::default()
+        },
+        // Fails "extension installed".
+        WorldResource {
+            id: rid("Microsoft.ContainerService/managedClusters/aks-noext"),
+            extensions: vec![ClusterExtension {
+                name: "flux".to_owned(),
+                extension_type: "microsoft.flux".to_owned(),
+                provisioning_state: None,
+            }],
+            ..WorldResource::default()
+        },
+        // Fails "extension Succeeded".
+        WorldResource {
+            id: rid("Microsoft.Kubernetes/connectedClusters/arc-failed"),
+            extensions: vec![ClusterExtension {
+                provisioning_state: Some("Failed".to_owned()),
+                ..azureml()
+            }],
+            ..WorldResource::default()
+        },
+        // Passes: a Synapse Spark pool.
+        WorldResource {
+            id: rid("Microsoft.Synapse/workspaces/syn-1/bigDataPools/pool1"),
+            ..WorldResource::default()
+        },
+    ]
+}
+
 impl Default for EmulatorConfig {
     fn default() -> Self {
         Self {
@@ -372,7 +529,10 @@ impl Default for EmulatorConfig {
                 name: DEFAULT_WORKSPACE.to_owned(),
                 location: DEFAULT_LOCATION.to_owned(),
             }],
-            resources: default_resources(),
+            resources: default_resources()
+                .into_iter()
+                .chain(preflight_resources())
+                .collect(),
             computes: Vec::new(),
             settings: Settings::default(),
         }
@@ -559,7 +719,31 @@ mod tests {
         assert!(!c.settings.throttling.enabled);
         assert_eq!(c.settings.throttling.reads.burst, 250);
         assert!(!c.settings.accept_batch);
-        assert_eq!(c.resources, default_resources());
+        assert_eq!(c.resources, EmulatorConfig::default().resources);
+    }
+
+    #[test]
+    fn preflight_fields_load_from_yaml() {
+        let c = EmulatorConfig::from_yaml(
+            "resources:\n- id: /subscriptions/s/resourceGroups/r/providers/Microsoft.Compute/virtualMachines/w\n  address: 1.2.3.4\n  osType: Windows\n  image: {publisher: MicrosoftWindowsServer, offer: WindowsServer, sku: 2022-datacenter}\n  publicIp: false\n- id: /subscriptions/s/resourceGroups/r/providers/Microsoft.Kubernetes/connectedClusters/c\n  extensions: [{name: azureml, extensionType: Microsoft.AzureML.Kubernetes, provisioningState: Failed}]\n",
+        )
+        .unwrap();
+        assert_eq!(c.resources[0].os_type.as_deref(), Some("Windows"));
+        assert_eq!(c.resources[0].public_ip, Some(false));
+        assert_eq!(
+            ResourceKind::of_id(&c.resources[1].id),
+            ResourceKind::ConnectedCluster
+        );
+        assert_eq!(
+            c.resources[1].extensions[0].provisioning_state.as_deref(),
+            Some("Failed")
+        );
+        let kinds: Vec<ResourceKind> = preflight_resources()
+            .iter()
+            .map(|r| ResourceKind::of_id(&r.id))
+            .collect();
+        assert!(kinds.contains(&ResourceKind::SynapseSparkPool));
+        assert!(!kinds.contains(&ResourceKind::Other));
     }
 
     #[test]

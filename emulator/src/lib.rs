@@ -24,10 +24,13 @@ pub mod server;
 pub mod state;
 pub mod throttle;
 pub mod tls;
+pub mod underlying;
 pub mod validate;
 
 pub use client::{ClientError, ControlClient, https_client};
-pub use config::{EmulatorConfig, Settings, SettingsPatch, WorldResource};
+pub use config::{
+    ClusterExtension, EmulatorConfig, ImageReference, Settings, SettingsPatch, WorldResource,
+};
 pub use control::{ComputeView, RequestsView, ResourceView, StateView};
 pub use faults::FaultSpec;
 pub use server::{EmulatorHandle, SpawnError, spawn, spawn_detached};

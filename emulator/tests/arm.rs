@@ -616,7 +616,9 @@ async fn delete_requires_action_and_detaches() {
     assert_eq!(r.status, StatusCode::ACCEPTED);
     assert_eq!(r.text, "");
     let op = r.header("azure-asyncoperation").unwrap().to_owned();
-    let loc = r.header("location").unwrap().to_owned();
+    // Like Azure (FINDINGS §4): only Azure-AsyncOperation, no Location.
+    assert!(r.header("location").is_none());
+    let loc = format!("{op}&type=location");
     assert!(op.contains("/computeOperationsStatus/"));
     assert!(
         r.header("x-ms-ratelimit-remaining-subscription-deletes")

@@ -42,7 +42,7 @@ async fn prints_listening_line_and_writes_ca() {
     let pem = std::fs::read_to_string(&ca).unwrap();
     let control = ControlClient::new(&url, &pem).unwrap();
     let state = control.state().await.unwrap();
-    assert_eq!(state.resources.len(), 6);
+    assert_eq!(state.resources.len(), 16);
     assert!(control.default_token().await.is_ok());
 }
 
@@ -148,7 +148,7 @@ fn detached_emulator_outlives_test_runtimes() {
             .unwrap();
         rt.block_on(async {
             let control = emu.control().unwrap();
-            assert_eq!(control.state().await.unwrap().resources.len(), 6);
+            assert_eq!(control.state().await.unwrap().resources.len(), 16);
         });
     }
     drop(emu);

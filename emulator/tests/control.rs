@@ -19,7 +19,7 @@ async fn default_world_state() {
     for id in [VM1, VM2, HDI, BATCH, DBW, ADLA] {
         assert!(ids.contains(&id), "missing {id}");
     }
-    assert_eq!(s.resources.len(), 6);
+    assert_eq!(s.resources.len(), 16);
     assert!(s.deleted_resources.is_empty());
     assert!(s.config.accept_batch);
     let vm2 = s.resources.iter().find(|r| r.id == VM2).unwrap();
@@ -145,7 +145,7 @@ async fn resources_and_computes_at_run_time() {
     e.control.reset().await.unwrap();
     let s = e.control.state().await.unwrap();
     assert!(s.computes.is_empty());
-    assert_eq!(s.resources.len(), 6);
+    assert_eq!(s.resources.len(), 16);
 }
 
 #[tokio::test]

@@ -41,6 +41,23 @@ fn bases() -> Vec<Value> {
         json!({"properties": {"computeType": "DataLakeAnalytics", "resourceId": ADLA,
             "properties": {"dataLakeStoreAccountName": "store"}}}),
         json!({"tags": {"team": "ml"}, "properties": {"computeType": "AmlCompute"}}),
+        // Kubernetes as the operator sends it: an Arc cluster, a user-assigned identity.
+        json!({"location": "westeurope",
+            "identity": {"type": "UserAssigned", "userAssignedIdentities": {UAI: {}}},
+            "properties": {"computeType": "Kubernetes", "resourceId": ARC,
+                "properties": {"namespace": "ml", "defaultInstanceType": "cpu",
+                    "extensionInstanceReleaseTrain": "stable",
+                    "instanceTypes": {"cpu": {"nodeSelector": {"pool": "cpu"},
+                        "resources": {"requests": {"cpu": "1", "memory": "4Gi"},
+                            "limits": {"cpu": "2", "memory": "8Gi", "nvidia.com/gpu": "1"}}}}}}}),
+        // SynapseSpark as terraform sends it (CONTRACT §2): no type-specific properties.
+        json!({"location": "westeurope", "identity": {"type": "SystemAssigned"},
+            "properties": {"computeType": "SynapseSpark", "resourceId": SPARK_POOL,
+                "computeLocation": "westeurope", "description": "d", "disableLocalAuth": true}}),
+        json!({"properties": {"computeType": "SynapseSpark", "resourceId": SPARK_POOL,
+            "properties": {"nodeCount": 3, "sparkVersion": "3.4", "nodeSize": "Medium",
+                "autoScaleProperties": {"minNodeCount": 3, "enabled": true, "maxNodeCount": 10},
+                "autoPauseProperties": {"delayInMinutes": 15, "enabled": true}}}}),
     ];
     let examples = concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -76,6 +93,9 @@ const OPEN_OBJECTS: &[&str] = &[
 const INT32: &[&str] = &[
     "properties.properties.sshPort",
     "properties.properties.agentCount",
+    "properties.properties.nodeCount",
+    "properties.properties.autoScaleProperties.minNodeCount",
+    "properties.properties.autoPauseProperties.delayInMinutes",
 ];
 
 fn validate(v: &Value, reject_unknown: bool) -> Result<(), ValidationError> {

@@ -18,8 +18,13 @@ target_crd! {
         )]
         #[schemars(length(max = 512))]
         pub resource_id: String,
-        /// Databricks workspace URL, e.g. `adb-1234567890123456.7.azuredatabricks.net`. Changing it re-attaches.
+        /// Databricks workspace URL: its host, e.g. `adb-1234567890123456.7.azuredatabricks.net`,
+        /// optionally with `https://` (no path). Changing it re-attaches.
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[x_kube(
+            validation = Rule::new("!self.contains('://') || self.startsWith('https://')").message("spec.workspaceUrl may only use https:// (or no scheme), e.g. https://adb-1234567890123456.7.azuredatabricks.net"),
+            validation = Rule::new("self.matches('^(https://)?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?([.][A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)+$')").message("spec.workspaceUrl must be the workspace's host, e.g. adb-1234567890123456.7.azuredatabricks.net, optionally with https:// and without a path")
+        )]
         #[schemars(length(min = 1, max = 253))]
         pub workspace_url: Option<String>,
         /// The Secret key (same namespace) holding a Databricks access token. Rotating the Secret re-attaches.

@@ -18,7 +18,12 @@ target_crd! {
         )]
         #[schemars(length(max = 512))]
         pub resource_id: String,
-        /// SSH address of the cluster, normally `<cluster>-ssh.azurehdinsight.net`. Changing it re-attaches.
+        /// SSH host of the cluster, normally `<cluster>-ssh.azurehdinsight.net` (a host name or IP
+        /// address: no scheme, port or path). Changing it re-attaches.
+        #[x_kube(
+            validation = Rule::new("!self.contains('://')").message("spec.address is an SSH host such as <cluster>-ssh.azurehdinsight.net, not a URL: remove the scheme (https://, ssh://)"),
+            validation = Rule::new("self.matches('^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?([.][A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$')").message("spec.address must be a host name or IP address such as <cluster>-ssh.azurehdinsight.net, without a port or path (the port is spec.sshPort)")
+        )]
         #[schemars(length(min = 1, max = 253))]
         pub address: String,
         /// SSH port (1-65535, default 22). Changing it re-attaches.

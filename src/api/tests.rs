@@ -177,3 +177,88 @@ fn crds_have_category_short_names_and_columns() {
         assert_eq!(crd.spec.scope, "Namespaced");
     }
 }
+
+fn hdi(address: &str) -> HdInsightTarget {
+    serde_json::from_value(json!({
+        "apiVersion": "attach.azureml.io/v1alpha1",
+        "kind": "HdInsightTarget",
+        "metadata": {"name": "spark", "namespace": "ns"},
+        "spec": {
+            "workspaceRef": {"name": "ws"},
+            "resourceId": "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/ml-rg/providers/Microsoft.HDInsight/clusters/spark-1",
+            "address": address,
+            "credentials": {"secretRef": {"name": "ssh"}, "passwordKey": "password"},
+        },
+    }))
+    .unwrap()
+}
+
+fn dbx(url: &str) -> DatabricksTarget {
+    serde_json::from_value(json!({
+        "apiVersion": "attach.azureml.io/v1alpha1",
+        "kind": "DatabricksTarget",
+        "metadata": {"name": "dbx", "namespace": "ns"},
+        "spec": {
+            "workspaceRef": {"name": "ws"},
+            "resourceId": "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/ml-rg/providers/Microsoft.Databricks/workspaces/dbw-1",
+            "workspaceUrl": url,
+            "accessTokenSecretRef": {"name": "dbx", "key": "token"},
+        },
+    }))
+    .unwrap()
+}
+
+fn refused_with<K: kube::Resource + kube::CustomResourceExt + serde::Serialize>(
+    obj: &K,
+    needle: &str,
+) {
+    let err = validate_cel(obj).expect_err("should be refused");
+    let text = format!("{err:?}");
+    assert!(text.contains(needle), "expected {needle:?} in {text}");
+}
+
+#[test]
+fn hdinsight_address_is_a_host_without_scheme() {
+    for good in ["spark-1-ssh.azurehdinsight.net", "10.0.0.4", "headnode0"] {
+        validate_cel(&hdi(good)).unwrap_or_else(|e| panic!("{good}: {e:?}"));
+    }
+    for bad in [
+        "https://spark-1-ssh.azurehdinsight.net",
+        "ssh://spark-1-ssh.azurehdinsight.net",
+    ] {
+        refused_with(&hdi(bad), "not a URL: remove the scheme");
+    }
+    for bad in [
+        "spark-1-ssh.azurehdinsight.net:22",
+        "spark-1-ssh.azurehdinsight.net/x",
+        "-spark",
+        "spark..net",
+    ] {
+        refused_with(&hdi(bad), "must be a host name or IP address");
+    }
+}
+
+#[test]
+fn databricks_workspace_url_is_a_host_with_optional_https() {
+    for good in [
+        "adb-1234567890123456.7.azuredatabricks.net",
+        "https://adb-1234567890123456.7.azuredatabricks.net",
+    ] {
+        validate_cel(&dbx(good)).unwrap_or_else(|e| panic!("{good}: {e:?}"));
+    }
+    for bad in [
+        "http://adb-1.7.azuredatabricks.net",
+        "ftp://adb-1.7.azuredatabricks.net",
+    ] {
+        refused_with(&dbx(bad), "may only use https://");
+    }
+    for bad in [
+        "https://adb-1.7.azuredatabricks.net/",
+        "https://adb-1.7.azuredatabricks.net/?o=1",
+        "adb-1.7.azuredatabricks.net/path",
+        "not a url",
+        "localhost",
+    ] {
+        refused_with(&dbx(bad), "must be the workspace's host");
+    }
+}

@@ -174,10 +174,10 @@ impl fmt::Debug for ArmClient {
 }
 
 /// A response read in full.
-struct RawResponse {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: bytes::Bytes,
+pub(super) struct RawResponse {
+    pub(super) status: StatusCode,
+    pub(super) headers: HeaderMap,
+    pub(super) body: bytes::Bytes,
 }
 
 impl ArmClient {
@@ -464,7 +464,7 @@ impl ArmClient {
     }
 
     /// Sends one logical request: GETs get one quick retry on transport errors and 5xx.
-    async fn execute(
+    pub(super) async fn execute(
         &self,
         operation: &'static str,
         method: Method,
@@ -669,7 +669,10 @@ impl ArmClient {
     }
 }
 
-fn decode<T: DeserializeOwned>(operation: &'static str, body: &[u8]) -> Result<T, ArmError> {
+pub(super) fn decode<T: DeserializeOwned>(
+    operation: &'static str,
+    body: &[u8],
+) -> Result<T, ArmError> {
     serde_json::from_slice(body).map_err(|source| ArmError::Decode { operation, source })
 }
 

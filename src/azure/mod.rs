@@ -9,6 +9,8 @@ pub mod credential;
 pub mod error;
 pub mod headers;
 pub mod models;
+pub mod prerequisites;
+pub mod resources;
 pub mod throttle;
 
 #[cfg(test)]
@@ -19,6 +21,7 @@ pub use cloud::{AzureConfig, AzureOptions, Cloud, CloudEndpoints, ConfigError, E
 pub use credential::{CredentialError, CredentialFactory, CredentialSpec, ManagedIdentityId};
 pub use error::{ArmError, ArmErrorKind, AzureFault};
 pub use headers::{BudgetScope, RemainingReport};
+pub use prerequisites::Unmet;
 pub use throttle::{BucketConfig, OpClass, Throttle, ThrottleConfig, Ticket};
 
 /// Installs rustls' `ring` provider as the process default.

@@ -244,6 +244,29 @@ pub struct ManagedServiceIdentity {
     pub user_assigned_identities: Option<BTreeMap<String, Value>>,
 }
 
+impl ManagedServiceIdentity {
+    /// `SystemAssigned`.
+    pub fn system_assigned() -> Self {
+        Self {
+            identity_type: "SystemAssigned".to_owned(),
+            ..Self::default()
+        }
+    }
+
+    /// `UserAssigned` with these identities' ARM ids.
+    pub fn user_assigned<I: IntoIterator<Item = String>>(ids: I) -> Self {
+        Self {
+            identity_type: "UserAssigned".to_owned(),
+            user_assigned_identities: Some(
+                ids.into_iter()
+                    .map(|id| (id, Value::Object(serde_json::Map::new())))
+                    .collect(),
+            ),
+            ..Self::default()
+        }
+    }
+}
+
 /// SKU.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -398,6 +421,10 @@ pub enum ComputeProperties {
     Databricks(DatabricksProperties),
     /// `DataLakeAnalytics`.
     DataLakeAnalytics(DataLakeAnalyticsProperties),
+    /// `Kubernetes` (AKS or Arc-enabled cluster with the Azure ML extension).
+    Kubernetes(KubernetesProperties),
+    /// `SynapseSpark`.
+    SynapseSpark(SynapseSparkProperties),
     /// Any other type, or a body that did not match its type's shape.
     Other(OpaqueProperties),
 }
@@ -416,6 +443,8 @@ impl ComputeProperties {
             ComputeType::DataLakeAnalytics => {
                 typed(&value).map(ComputeProperties::DataLakeAnalytics)
             }
+            ComputeType::Kubernetes => typed(&value).map(ComputeProperties::Kubernetes),
+            ComputeType::SynapseSpark => typed(&value).map(ComputeProperties::SynapseSpark),
             _ => None,
         };
         parsed.unwrap_or(ComputeProperties::Other(OpaqueProperties(value)))
@@ -552,6 +581,139 @@ pub struct DataLakeAnalyticsProperties {
     /// Data Lake Store account name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_lake_store_account_name: Option<String>,
+}
+
+/// `KubernetesProperties`. The connection strings are secrets Azure fills in; the operator
+/// never sends them, so they are read-only here and never serialized.
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KubernetesProperties {
+    /// Relay connection string (secret; read-only).
+    #[serde(default, skip_serializing)]
+    pub relay_connection_string: Option<SecretString>,
+    /// Service Bus connection string (secret; read-only).
+    #[serde(default, skip_serializing)]
+    pub service_bus_connection_string: Option<SecretString>,
+    /// Principal id of the extension (read-only).
+    #[serde(default, skip_serializing)]
+    pub extension_principal_id: Option<String>,
+    /// Extension release train (`stable`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extension_instance_release_train: Option<String>,
+    /// VC name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vc_name: Option<String>,
+    /// Namespace jobs run in (Azure's default: `default`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Instance type used when a job names none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_instance_type: Option<String>,
+    /// Instance types by name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_types: Option<BTreeMap<String, InstanceType>>,
+}
+
+impl fmt::Debug for KubernetesProperties {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KubernetesProperties")
+            .field(
+                "relay_connection_string",
+                &redacted(&self.relay_connection_string),
+            )
+            .field(
+                "service_bus_connection_string",
+                &redacted(&self.service_bus_connection_string),
+            )
+            .field("extension_principal_id", &self.extension_principal_id)
+            .field(
+                "extension_instance_release_train",
+                &self.extension_instance_release_train,
+            )
+            .field("vc_name", &self.vc_name)
+            .field("namespace", &self.namespace)
+            .field("default_instance_type", &self.default_instance_type)
+            .field("instance_types", &self.instance_types)
+            .finish()
+    }
+}
+
+/// `InstanceTypeSchema`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceType {
+    /// Node selector (label → value).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_selector: Option<BTreeMap<String, String>>,
+    /// Resource requests and limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<InstanceTypeResources>,
+}
+
+/// `InstanceTypeSchema.resources`: Kubernetes quantities by resource name (`cpu`, `memory`,
+/// `nvidia.com/gpu`). Azure's examples answer `null` for unset ones; they are dropped.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceTypeResources {
+    /// Requests.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "quantities"
+    )]
+    pub requests: Option<BTreeMap<String, String>>,
+    /// Limits.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "quantities"
+    )]
+    pub limits: Option<BTreeMap<String, String>>,
+}
+
+/// A map of quantities, with `null` values dropped.
+fn quantities<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<BTreeMap<String, String>>, D::Error> {
+    let map = Option::<BTreeMap<String, Option<String>>>::deserialize(deserializer)?;
+    Ok(map.map(|m| m.into_iter().filter_map(|(k, v)| Some((k, v?))).collect()))
+}
+
+/// The `properties` of a SynapseSpark compute: the pool's settings, as Azure reports them.
+/// The operator sends none (like terraform: CONTRACT §2); the pool is `resourceId`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SynapseSparkProperties {
+    /// Auto scale.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_scale_properties: Option<Value>,
+    /// Auto pause.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_pause_properties: Option<Value>,
+    /// Spark version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spark_version: Option<String>,
+    /// Nodes currently assigned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_count: Option<i32>,
+    /// Node size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_size: Option<String>,
+    /// Node size family.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_size_family: Option<String>,
+    /// Subscription of the Synapse workspace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscription_id: Option<String>,
+    /// Resource group of the Synapse workspace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_group: Option<String>,
+    /// Synapse workspace name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace_name: Option<String>,
+    /// Pool name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool_name: Option<String>,
 }
 
 /// `PaginatedComputeResourcesList`.
@@ -853,11 +1015,29 @@ mod tests {
         let k8s: ComputeResource =
             serde_json::from_value(example_body("spec-get-kubernetes.json", "200")).unwrap();
         assert_eq!(k8s.compute_type(), Some(&ComputeType::Kubernetes));
-        let debug = format!("{k8s:?}");
-        assert!(
-            debug.contains("relayConnectionString"),
-            "keys only: {debug}"
-        );
+        match k8s.properties.as_ref().and_then(|p| p.properties.as_ref()) {
+            Some(ComputeProperties::Kubernetes(k)) => {
+                assert_eq!(k.namespace.as_deref(), Some("default"));
+                assert_eq!(
+                    k.extension_instance_release_train.as_deref(),
+                    Some("stable")
+                );
+                // `"nvidia.com/gpu": null` is dropped, the rest kept.
+                let it = &k.instance_types.as_ref().unwrap()["defaultInstanceType"];
+                let requests = it.resources.as_ref().unwrap().requests.as_ref().unwrap();
+                assert_eq!(requests.len(), 2);
+            }
+            other => panic!("typed Kubernetes properties, got {other:?}"),
+        }
+        let secret = KubernetesProperties {
+            relay_connection_string: Some(SecretString::from(
+                "Endpoint=sb://relay;SharedAccessKey=k",
+            )),
+            ..KubernetesProperties::default()
+        };
+        assert!(!format!("{secret:?}").contains("SharedAccessKey"));
+        // Read-only secrets are never sent back.
+        assert!(!serde_json::to_string(&secret).unwrap().contains("relay"));
         let aks: ComputeResource =
             serde_json::from_value(example_body("spec-2026-get-aks.json", "200")).unwrap();
         assert_eq!(aks.compute_type(), Some(&ComputeType::Aks));

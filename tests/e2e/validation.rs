@@ -91,6 +91,35 @@ async fn bad_manifests_are_refused_with_readable_messages() {
     .await;
     assert!(msg.contains("Databricks workspace"), "{msg}");
 
+    // A Databricks workspace URL is a host, optionally with https://, without a path.
+    let dbx = |url: &str| {
+        format!(
+            "apiVersion: attach.azureml.io/v1alpha1\nkind: DatabricksTarget\nmetadata:\n  name: bad-dbx-url\nspec:\n  workspaceRef: {{name: prod-workspace}}\n  resourceId: {DBW}\n  workspaceUrl: {url}\n  accessTokenSecretRef: {{name: t, key: token}}\n"
+        )
+    };
+    let msg = refused(&w, &dbx("http://adb-1.7.azuredatabricks.net")).await;
+    assert!(
+        msg.contains("spec.workspaceUrl may only use https://"),
+        "{msg}"
+    );
+    let msg = refused(&w, &dbx("https://adb-1.7.azuredatabricks.net/o/1")).await;
+    assert!(
+        msg.contains("spec.workspaceUrl must be the workspace's host"),
+        "{msg}"
+    );
+
+    // An HDInsight SSH address carries no scheme.
+    let hdi = |address: &str| {
+        format!(
+            "apiVersion: attach.azureml.io/v1alpha1\nkind: HdInsightTarget\nmetadata:\n  name: bad-hdi\nspec:\n  workspaceRef: {{name: prod-workspace}}\n  resourceId: {HDI}\n  address: {address}\n{creds}"
+        )
+    };
+    let msg = refused(&w, &hdi("https://spark-1-ssh.azurehdinsight.net")).await;
+    assert!(msg.contains("spec.address is an SSH host"), "{msg}");
+    assert!(msg.contains("remove the scheme"), "{msg}");
+    let msg = refused(&w, &hdi("spark-1-ssh.azurehdinsight.net:22")).await;
+    assert!(msg.contains("without a port or path"), "{msg}");
+
     // Immutable fields.
     w.apply(&vm(&format!("  resourceId: {VM1}\n{creds}"))).await;
     let msg = refused(&w, &vm(&format!("  resourceId: {VM2}\n{creds}"))).await;
