@@ -27,16 +27,12 @@ pub use workspace::*;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
-/// Every CRD this operator serves, in a stable order.
+/// Every CRD this operator serves, in a stable order: MLWorkspace, then the target kinds in
+/// the order of their registry (`controller::kinds::for_each_kind`).
 pub fn all_crds() -> Vec<CustomResourceDefinition> {
-    vec![
-        MLWorkspace::crd(),
-        RemoteVmTarget::crd(),
-        HdInsightTarget::crd(),
-        BatchTarget::crd(),
-        DatabricksTarget::crd(),
-        DataLakeAnalyticsTarget::crd(),
-    ]
+    let mut crds = vec![MLWorkspace::crd()];
+    crds.extend(crate::controller::kinds::target_crds());
+    crds
 }
 
 #[cfg(test)]

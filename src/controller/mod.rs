@@ -35,10 +35,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 
-use crate::api::{
-    BatchTarget, DataLakeAnalyticsTarget, DatabricksTarget, HdInsightTarget, MLWorkspace,
-    RemoteVmTarget,
-};
+use crate::api::MLWorkspace;
 use crate::azure::{AzureConfig, CredentialFactory, Throttle};
 use crate::ops::{Metrics, Readiness};
 use claims::ClaimIndex;
@@ -199,6 +196,22 @@ impl Pending {
     }
 }
 
+/// Adds one controller per target kind (the registry's) for one namespace (or all).
+struct AddController<'a> {
+    pending: &'a mut Pending,
+    client: &'a Client,
+    ns: Option<&'a str>,
+    shared: &'a mut NamespaceWatches,
+    settings: &'a ControllerSettings,
+}
+
+impl kinds::KindVisitor for AddController<'_> {
+    fn visit<K: AttachTarget + kube::CustomResourceExt + Unpin>(&mut self) {
+        self.pending
+            .add::<K>(self.client, self.ns, self.shared, self.settings);
+    }
+}
+
 /// The claim source of one kind: its store and its claim index (see [`ClaimIndex`]).
 pub fn claim_source<K: AttachTarget>(store: Store<K>, index: ClaimIndex<K>) -> ClaimSource {
     Box::new(move |ctx: &Context, resource: &str| {
@@ -241,11 +254,13 @@ pub async fn run(
     for ns in &namespaces {
         let ns = ns.as_deref();
         let mut shared = NamespaceWatches::new(&client, ns);
-        pending.add::<RemoteVmTarget>(&client, ns, &mut shared, &settings);
-        pending.add::<HdInsightTarget>(&client, ns, &mut shared, &settings);
-        pending.add::<BatchTarget>(&client, ns, &mut shared, &settings);
-        pending.add::<DatabricksTarget>(&client, ns, &mut shared, &settings);
-        pending.add::<DataLakeAnalyticsTarget>(&client, ns, &mut shared, &settings);
+        kinds::for_each_kind(&mut AddController {
+            pending: &mut pending,
+            client: &client,
+            ns,
+            shared: &mut shared,
+            settings: &settings,
+        });
 
         // Woken when a target releases its finalizer, so a workspace being deleted (waiting
         // for its targets, rule 9) goes as soon as the last one does; no extra watches.

@@ -12,16 +12,14 @@ use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
-use crate::api::{
-    BatchTarget, DataLakeAnalyticsTarget, DatabricksTarget, FIELD_MANAGER, HdInsightTarget,
-    MLWorkspace, MLWorkspaceStatus, RemoteVmTarget, WORKSPACE_FINALIZER,
-};
+use crate::api::{FIELD_MANAGER, MLWorkspace, MLWorkspaceStatus, WORKSPACE_FINALIZER};
 use crate::controller::conditions::{Reason, set_ready};
 use crate::controller::connect::workspace_ref;
 use crate::controller::context::Context;
 use crate::controller::error::{Error, chain};
 use crate::controller::events::EventReason;
 use crate::controller::failure::{self, Failure};
+use crate::controller::kinds::{KindVisitor, for_each_kind};
 use crate::controller::secrets::Credential;
 use crate::controller::target::AttachTarget;
 
@@ -70,12 +68,17 @@ async fn cleanup(ws: &MLWorkspace, ctx: &Context) -> Result<Action, Error> {
     let name = ws.name_any();
     // A live LIST, not the reflector stores: right after a target's finalizer is removed the
     // stores can still show it, and at start-up they can still be empty.
+    let mut lists = Users {
+        ctx,
+        ns: &ns,
+        workspace: &name,
+        lists: Vec::new(),
+    };
+    for_each_kind(&mut lists);
     let mut users = Vec::new();
-    users_of::<RemoteVmTarget>(ctx, &ns, &name, &mut users).await?;
-    users_of::<HdInsightTarget>(ctx, &ns, &name, &mut users).await?;
-    users_of::<BatchTarget>(ctx, &ns, &name, &mut users).await?;
-    users_of::<DatabricksTarget>(ctx, &ns, &name, &mut users).await?;
-    users_of::<DataLakeAnalyticsTarget>(ctx, &ns, &name, &mut users).await?;
+    for found in futures::future::join_all(lists.lists).await {
+        users.extend(found?);
+    }
     if users.is_empty() {
         ctx.event(
             ws,
@@ -115,20 +118,35 @@ async fn users_of<K: AttachTarget>(
     ctx: &Context,
     ns: &str,
     workspace: &str,
-    out: &mut Vec<String>,
-) -> Result<(), Error> {
+) -> Result<Vec<String>, Error> {
     let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
     let list = api
         .list(&ListParams::default())
         .await
         .map_err(Error::Kube)?;
-    out.extend(
-        list.items
-            .iter()
-            .filter(|t| t.common().workspace_ref.name == workspace)
-            .map(|t| format!("{} {}", K::KIND, t.name_any())),
-    );
-    Ok(())
+    Ok(list
+        .items
+        .iter()
+        .filter(|t| t.common().workspace_ref.name == workspace)
+        .map(|t| format!("{} {}", K::KIND, t.name_any()))
+        .collect())
+}
+
+/// One LIST per target kind (the registry's), of the targets naming `workspace`.
+struct Users<'a> {
+    ctx: &'a Context,
+    ns: &'a str,
+    workspace: &'a str,
+    lists: Vec<futures::future::BoxFuture<'a, Result<Vec<String>, Error>>>,
+}
+
+impl KindVisitor for Users<'_> {
+    fn visit<K: AttachTarget + kube::CustomResourceExt + Unpin>(&mut self) {
+        let (ctx, ns, workspace) = (self.ctx, self.ns, self.workspace);
+        self.lists.push(Box::pin(
+            async move { users_of::<K>(ctx, ns, workspace).await },
+        ));
+    }
 }
 
 /// The `InUse` message: the count and the first few referencing targets, sorted so that the
