@@ -330,7 +330,10 @@ async fn rule2_rule6_a_first_attach_is_list_put_poll_three_writes_and_one_event(
         ]
     );
     assert_eq!(w.ready("adla"), ("True".into(), "Attached".into()));
-    assert_eq!(requeue, Some(Duration::from_secs(20)), "the resync");
+    assert!(
+        requeue.is_some_and(|d| d >= Duration::from_secs(18) && d <= Duration::from_secs(22)),
+        "the resync, spread ±10 %: {requeue:?}"
+    );
 
     // Steady state: the LIST comes from the shared cache; nothing is written anywhere.
     w.pass("adla").await;
