@@ -1,7 +1,8 @@
 # azureml-attach — the two commands are `make demo` and `make test`.
 SHELL := /usr/bin/env bash
 CARGO ?= cargo
-# The directory holding kube-apiserver, kube-controller-manager, kubectl, etcd and helm.
+# The directory holding kube-apiserver, kube-controller-manager, kubectl, kubelet, kube-scheduler,
+# etcd, helm and the node's pause image (the script also apt-installs containerd, runc, CNI, umoci).
 # Built from the Go module proxy on first use and cached outside the tree (see README, Development).
 # The script prints only the directory on stdout (progress goes to stderr); no `| tail` here, so a
 # failed build stops `bin=$$(...) && ...` instead of exporting an empty directory.
