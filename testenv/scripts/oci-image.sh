@@ -4,7 +4,8 @@
 #   oci-image.sh OUT.tar NAME:TAG ROOTFS USER[:GROUP] [--expose PORT/tcp]... [--label K=V]... -- ENTRYPOINT...
 # The archive is an OCI image layout in a tar, its image annotated with NAME:TAG, so that
 # `ctr -n k8s.io images import OUT.tar` stores it under that name (pull policy Never finds it).
-# Files keep the owners they have in ROOTFS (build it as root, chown what the user must own).
+# Files keep the owners and modes they have in ROOTFS (build it as root, chown what the user
+# must own).
 set -euo pipefail
 out=${1:?OUT.tar}; ref=${2:?NAME:TAG}; rootfs=${3:?ROOTFS}; user=${4:?USER}; shift 4
 config=()
@@ -24,7 +25,10 @@ layout="$work/layout"
 tag=${ref##*:}
 umoci init --layout "$layout"
 umoci new --image "$layout:$tag"
-umoci insert --image "$layout:$tag" "$rootfs" /
+# The layer is made by GNU tar (sorted, numeric owners as in ROOTFS, fixed mtime) and added with
+# `umoci raw add-layer`: Debian's umoci 0.4.7 `insert` cuts off the end of large files.
+tar --sort=name --numeric-owner --mtime=@0 -C "$rootfs" -cf "$work/layer.tar" .
+umoci raw add-layer --image "$layout:$tag" --no-history "$work/layer.tar"
 entry=(); for arg in "$@"; do entry+=(--config.entrypoint "$arg"); done
 umoci config --image "$layout:$tag" --os linux --architecture amd64 --config.user "$user" \
   --config.workingdir / --clear=config.env --config.env PATH=/usr/local/bin:/usr/bin:/bin \
