@@ -190,6 +190,23 @@ impl Node {
         Some((usage, usage.saturating_sub(inactive)))
     }
 
+    /// The processes in the pod with `uid` (its memory cgroup, v1), sandbox included.
+    pub fn pod_processes(&self, uid: &str) -> Vec<i32> {
+        let base = Path::new("/sys/fs/cgroup/memory")
+            .join(self.cgroup_root.trim_start_matches('/'))
+            .join("kubepods");
+        let mut pids = Vec::new();
+        if let Some(dir) = find_dir(&base, &format!("pod{uid}"), 3) {
+            collect_cgroup_pids(&dir, &mut pids);
+        }
+        pids
+    }
+
+    /// The kubelet's `--root-dir` (pods' volumes are under `pods/<uid>/volumes/`).
+    pub fn kubelet_dir(&self) -> PathBuf {
+        self.dir.join("kubelet")
+    }
+
     /// Everything the kubelet logged for the containers of pod `namespace/name`.
     pub fn pod_logs(&self, namespace: &str, name: &str) -> String {
         let prefix = format!("{namespace}_{name}_");
