@@ -325,55 +325,21 @@ fn jwt_claims(token: &str) -> Value {
     serde_json::from_slice(&bytes).unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn helm_install_runs_the_image_on_a_kubelet_and_attaches_the_samples() {
-    let began = Instant::now();
-    let node = tokio::task::spawn_blocking(Node::global).await.unwrap();
-    let env = TestEnv::global();
+/// Imports the image, starts the emulator on the bridge address (with `config`'s world), puts
+/// its CA in a ConfigMap of the restricted release namespace and runs `helm install` with the
+/// user's values, then `kubectl rollout status`. Returns the emulator, the values file and when
+/// `helm install` started.
+async fn install(
+    env: &'static TestEnv,
+    node: &'static Node,
+    config: EmulatorConfig,
+) -> (EmulatorHandle, PathBuf, Instant) {
     let client = env.client();
-    eprintln!(
-        "figure: control plane {:.2?}, node start-up {:.2?}",
-        env.startup_duration(),
-        node.startup_duration()
-    );
-
-    // The image: built without a daemon, the Dockerfile's layout, imported into containerd.
-    let archive = tokio::task::spawn_blocking(image_archive).await.unwrap();
-    let (_, dockerfile) = image::dockerfile_runtime();
-    let (built, files) = image::archive(&archive);
-    assert_eq!(built.user, dockerfile.user);
-    assert_eq!(built.entrypoint, dockerfile.entrypoint);
-    assert_eq!(built.exposed, dockerfile.exposed);
-    assert_eq!(built.labels, dockerfile.labels);
-    assert_eq!(
-        built.binary, dockerfile.binary,
-        "the binary at the entrypoint"
-    );
-    for needed in [
-        "/etc/ssl/certs/ca-certificates.crt",
-        "/etc/passwd",
-        "/tmp",
-        "/home/nonroot",
-    ] {
-        assert!(
-            files.iter().any(|(p, _, _)| p == needed),
-            "{needed} missing from the image: {files:?}"
-        );
-    }
-    let size = std::fs::metadata(&archive).unwrap().len();
-    eprintln!(
-        "figure: image archive {} bytes ({:.1} MiB), {} files",
-        size,
-        size as f64 / 1048576.0,
-        files.len()
-    );
-    node.import_image(&archive).unwrap();
-
     // The emulator on the bridge address, its CA in a ConfigMap of the release namespace.
     let emu = azureml_emulator::spawn(EmulatorConfig {
         listen: (GATEWAY, 0).into(),
         tls_names: vec![GATEWAY.to_string()],
-        ..EmulatorConfig::default()
+        ..config
     })
     .await
     .unwrap();
@@ -418,6 +384,56 @@ async fn helm_install_runs_the_image_on_a_kubelet_and_attaches_the_samples() {
     let install_started = Instant::now();
     helm(env, &["install", RELEASE], &values);
     rollout_status(env);
+    (emu, values, install_started)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm_install_runs_the_image_on_a_kubelet_and_attaches_the_samples() {
+    let began = Instant::now();
+    let node = tokio::task::spawn_blocking(Node::global).await.unwrap();
+    let env = TestEnv::global();
+    let client = env.client();
+    eprintln!(
+        "figure: control plane {:.2?}, node start-up {:.2?}",
+        env.startup_duration(),
+        node.startup_duration()
+    );
+
+    // The image: built without a daemon, the Dockerfile's layout, imported into containerd.
+    let archive = tokio::task::spawn_blocking(image_archive).await.unwrap();
+    let (_, dockerfile) = image::dockerfile_runtime();
+    let (built, files) = image::archive(&archive);
+    assert_eq!(built.user, dockerfile.user);
+    assert_eq!(built.entrypoint, dockerfile.entrypoint);
+    assert_eq!(built.exposed, dockerfile.exposed);
+    assert_eq!(built.labels, dockerfile.labels);
+    assert_eq!(
+        built.binary, dockerfile.binary,
+        "the binary at the entrypoint"
+    );
+    for needed in [
+        "/etc/ssl/certs/ca-certificates.crt",
+        "/etc/passwd",
+        "/tmp",
+        "/home/nonroot",
+    ] {
+        assert!(
+            files.iter().any(|(p, _, _)| p == needed),
+            "{needed} missing from the image: {files:?}"
+        );
+    }
+    let size = std::fs::metadata(&archive).unwrap().len();
+    eprintln!(
+        "figure: image archive {} bytes ({:.1} MiB), {} files",
+        size,
+        size as f64 / 1048576.0,
+        files.len()
+    );
+    node.import_image(&archive).unwrap();
+
+    let (emu, values, install_started) = install(env, node, EmulatorConfig::default()).await;
+    let url = emu.base_url().to_string();
+    let _ = url;
     let rollout = install_started.elapsed();
 
     // The pod: 65532, read-only root, restricted, probes passing.
@@ -686,4 +702,62 @@ async fn helm_install_runs_the_image_on_a_kubelet_and_attaches_the_samples() {
     );
     assert!(!computes_before.is_empty());
     eprintln!("figure: the whole scenario {:.2?}", began.elapsed());
+}
+
+/// `bench/node/RESULTS.md`: the operator pod's memory (its cgroup) with 200 BatchTargets in one
+/// workspace. Not part of `make test` (run it alone: `cargo test --test node -- --ignored`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark; run alone with --ignored"]
+async fn operator_pod_memory_with_200_targets() {
+    const TARGETS: usize = 200;
+    let node = tokio::task::spawn_blocking(Node::global).await.unwrap();
+    let env = TestEnv::global();
+    let client = env.client();
+    let archive = tokio::task::spawn_blocking(image_archive).await.unwrap();
+    node.import_image(&archive).unwrap();
+    let account = |i: usize| {
+        format!(
+            "/subscriptions/{}/resourceGroups/ml-rg/providers/Microsoft.Batch/batchAccounts/bench{i}",
+            azureml_emulator::config::DEFAULT_SUBSCRIPTION
+        )
+    };
+    let mut config = EmulatorConfig::default();
+    config
+        .resources
+        .extend((0..TARGETS).map(|i| azureml_emulator::WorldResource {
+            id: account(i),
+            ..azureml_emulator::WorldResource::default()
+        }));
+    let (_emu, _values, install_started) = install(env, node, config).await;
+    for file in ["00-namespace.yaml", "10-mlworkspace.yaml"] {
+        run_ok(
+            file,
+            kubectl(env)
+                .args(["apply", "--server-side", "-f"])
+                .arg(repo().join("deploy/samples").join(file)),
+        );
+    }
+    let targets: String = (0..TARGETS)
+        .map(|i| {
+            format!(
+                "apiVersion: attach.azureml.io/v1alpha1\nkind: BatchTarget\nmetadata:\n  name: bench{i}\n\
+                 spec:\n  workspaceRef:\n    name: prod-workspace\n  resourceId: {}\n---\n",
+                account(i)
+            )
+        })
+        .collect();
+    let applied = Instant::now();
+    env.apply_yaml(Some(SAMPLES_NS), &targets).await.unwrap();
+    wait_all_ready(env, node, TARGETS + 1, Duration::from_secs(600)).await;
+    let ready = applied.elapsed();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let pod = operator_pods(&client).await.remove(0);
+    let (usage, working_set) = node.pod_memory(&pod.metadata.uid.unwrap()).unwrap();
+    eprintln!(
+        "figure: {TARGETS} BatchTargets applied -> all Ready {ready:.2?} (helm install {:.2?} \
+         before); operator pod memory: usage {:.1} MiB, working set {:.1} MiB",
+        applied.duration_since(install_started),
+        usage as f64 / 1048576.0,
+        working_set as f64 / 1048576.0
+    );
 }
