@@ -432,8 +432,6 @@ async fn helm_install_runs_the_image_on_a_kubelet_and_attaches_the_samples() {
     node.import_image(&archive).unwrap();
 
     let (emu, values, install_started) = install(env, node, EmulatorConfig::default()).await;
-    let url = emu.base_url().to_string();
-    let _ = url;
     let rollout = install_started.elapsed();
 
     // The pod: 65532, read-only root, restricted, probes passing.
