@@ -21,7 +21,7 @@ if ((${#node_missing[@]})); then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     echo "==> installing the node's runtime with apt-get (missing: ${node_missing[*]})" >&2
     { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        containerd runc containernetworking-plugins umoci jq iproute2; } >&2
+        containerd runc containernetworking-plugins umoci jq iproute2 ca-certificates; } >&2
   else
     echo "warning: the test node needs ${node_missing[*]} (Debian: apt-get install containerd runc containernetworking-plugins umoci jq iproute2); tests that run pods will fail" >&2
   fi
