@@ -70,6 +70,20 @@ async fn a_restricted_pause_pod_runs_on_the_node() {
     let uid = pods.get("pause").await.unwrap().metadata.uid.unwrap();
     let (usage, _) = node.pod_memory(&uid).expect("pod memory cgroup");
     assert!(usage > 0);
+    // Nothing a pod sends can leave the machine: its only routes are the pod subnet and the
+    // Service range (no default route).
+    let pid = node.pod_processes(&uid)[0];
+    let routes = std::fs::read_to_string(format!("/proc/{pid}/net/route")).unwrap();
+    let destinations: Vec<&str> = routes
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    assert!(!destinations.is_empty(), "{routes}");
+    assert!(
+        !destinations.contains(&"00000000"),
+        "a default route: {routes}"
+    );
 
     pods.delete("pause", &DeleteParams::default())
         .await

@@ -17,19 +17,23 @@
 use std::{
     fs::{self, File},
     io,
-    net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream},
+    net::{Ipv4Addr, SocketAddr, TcpListener},
     os::unix::io::AsRawFd,
     path::{Path, PathBuf},
     process::Command,
-    sync::{
-        Arc, OnceLock,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::OnceLock,
     time::{Duration, Instant},
 };
 
 use k8s_openapi::api::core::v1::Node as NodeObject;
 use kube::Api;
+
+mod config;
+mod forward;
+mod teardown;
+
+use forward::forward;
+use teardown::{collect_cgroup_pids, teardown};
 
 use crate::{
     Error, TestEnv,
@@ -372,25 +376,7 @@ fn launch(
     fs::create_dir_all(&cni_conf).map_err(Error::io("creating the CNI config directory"))?;
     write(
         &cni_conf.join("10-testenv.conflist"),
-        &serde_json::json!({
-            "cniVersion": "0.4.0",
-            "name": "testenv",
-            "plugins": [{
-                "type": "bridge",
-                "bridge": BRIDGE,
-                "isGateway": true,
-                "isDefaultGateway": false,
-                "ipMasq": false,
-                "hairpinMode": true,
-                "ipam": {
-                    "type": "host-local",
-                    "ranges": [[{"subnet": POD_SUBNET, "gateway": GATEWAY.to_string()}]],
-                    "routes": [{"dst": SERVICE_RANGE}],
-                    "dataDir": dir.join("cni-ipam"),
-                }
-            }]
-        })
-        .to_string(),
+        &config::cni_conflist(dir),
     )?;
 
     let d = dir.display();
@@ -398,46 +384,7 @@ fn launch(
     let cni_bin = cni_bin_dir().unwrap_or_else(|| PathBuf::from("/usr/lib/cni"));
     write(
         &dir.join("containerd.toml"),
-        &format!(
-            r#"version = 2
-root = "{d}/containerd/root"
-state = "{d}/containerd/state"
-disabled_plugins = ["io.containerd.internal.v1.tracing", "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper"]
-[grpc]
-  address = "{socket}"
-[ttrpc]
-  address = "{socket}.ttrpc"
-[debug]
-  address = ""
-[metrics]
-  address = ""
-[plugins."io.containerd.internal.v1.opt"]
-  path = "{d}/containerd/opt"
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "{PAUSE_IMAGE}"
-  stream_server_address = "127.0.0.1"
-  stream_server_port = "0"
-  enable_selinux = false
-  disable_apparmor = true
-  netns_mounts_under_state_dir = true
-  # Unprivileged here (no CAP_SYS_RESOURCE): never ask for a lower OOM score than containerd's.
-  restrict_oom_score_adj = true
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "overlayfs"
-    default_runtime_name = "runc"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-        SystemdCgroup = false
-        Root = "{d}/runc"
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "{cni}"
-    conf_dir = "{conf}"
-"#,
-            socket = socket.display(),
-            cni = cni_bin.display(),
-            conf = cni_conf.display(),
-        ),
+        &config::containerd_toml(dir, &socket, &cni_bin, &cni_conf),
     )?;
     let mut processes = vec![process::spawn(
         id,
@@ -479,48 +426,7 @@ disabled_plugins = ["io.containerd.internal.v1.tracing", "io.containerd.snapshot
     let kubelet_port = free_port()?;
     write(
         &dir.join("kubelet.yaml"),
-        &format!(
-            r#"apiVersion: kubelet.config.k8s.io/v1beta1
-kind: KubeletConfiguration
-# This machine has cgroup v1 (hybrid); kubelet 1.35+ refuses it unless told otherwise.
-failCgroupV1: false
-cgroupDriver: cgroupfs
-cgroupRoot: {cgroup_root}
-containerRuntimeEndpoint: unix://{socket}
-address: 127.0.0.1
-port: {kubelet_port}
-readOnlyPort: 0
-healthzPort: 0
-authentication:
-  anonymous:
-    enabled: false
-  webhook:
-    enabled: false
-  x509:
-    clientCAFile: {ca}
-authorization:
-  mode: AlwaysAllow
-podLogsDir: {d}/pod-logs
-resolvConf: ""
-failSwapOn: false
-registerNode: true
-serializeImagePulls: false
-# Never collect the locally imported images (nothing can be pulled again).
-imageGCHighThresholdPercent: 100
-imageGCLowThresholdPercent: 99
-evictionHard:
-  memory.available: "1Mi"
-  nodefs.available: "1%"
-  nodefs.inodesFree: "1%"
-  imagefs.available: "1%"
-syncFrequency: 10s
-nodeStatusUpdateFrequency: 5s
-fileCheckFrequency: 0s
-httpCheckFrequency: 0s
-"#,
-            ca = ca.display(),
-            socket = socket.display(),
-        ),
+        &config::kubelet_yaml(dir, &socket, &ca, cgroup_root, kubelet_port),
     )?;
     processes.push(process::spawn(
         id,
@@ -658,176 +564,4 @@ fn wait_node_ready(
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     })
-}
-
-/// Forwards TCP connections to `listen` to `target` until the node with registry `id` is
-/// cleaned up (one thread per direction per connection; test traffic only).
-fn forward(id: u64, listen: SocketAddr, target: SocketAddr) -> Result<(), Error> {
-    let listener =
-        TcpListener::bind(listen).map_err(Error::io(format!("binding the forwarder {listen}")))?;
-    listener
-        .set_nonblocking(true)
-        .map_err(Error::io("configuring the forwarder"))?;
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        process::add_cleanup(id, Box::new(move || stop.store(true, Ordering::SeqCst)));
-    }
-    std::thread::Builder::new()
-        .name("testenv-forwarder".into())
-        .spawn(move || {
-            while !stop.load(Ordering::SeqCst) {
-                match listener.accept() {
-                    Ok((client, _)) => {
-                        let _ = client.set_nonblocking(false);
-                        if let Ok(upstream) = TcpStream::connect(target) {
-                            pipe(client, upstream);
-                        }
-                    }
-                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                        std::thread::sleep(Duration::from_millis(20));
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
-                }
-            }
-        })
-        .map_err(Error::io("starting the forwarder thread"))?;
-    Ok(())
-}
-
-fn pipe(a: TcpStream, b: TcpStream) {
-    let (Ok(a2), Ok(b2)) = (a.try_clone(), b.try_clone()) else {
-        return;
-    };
-    let copy = |mut from: TcpStream, mut to: TcpStream| {
-        move || {
-            let _ = io::copy(&mut from, &mut to);
-            let _ = to.shutdown(std::net::Shutdown::Write);
-        }
-    };
-    let _ = std::thread::Builder::new().spawn(copy(a, b2));
-    let _ = std::thread::Builder::new().spawn(copy(b, a2));
-}
-
-/// After the processes are stopped: kills what containerd left (shims and containers, found by
-/// the node's directory in their command line and by the node's cgroups), unmounts everything
-/// under the directory, removes the cgroups and the bridge.
-fn teardown(dir: &Path, cgroup_root: &str) {
-    let dir_text = dir.to_string_lossy().into_owned();
-    let controllers: Vec<PathBuf> = fs::read_dir("/sys/fs/cgroup")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path().join(cgroup_root.trim_start_matches('/')))
-        .filter(|p| p.is_dir())
-        .collect();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let mut pids = Vec::new();
-        for proc_entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Some(pid) = proc_entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<i32>().ok())
-            else {
-                continue;
-            };
-            let cmdline = fs::read(proc_entry.path().join("cmdline")).unwrap_or_default();
-            if String::from_utf8_lossy(&cmdline).contains(&dir_text) {
-                pids.push(pid);
-            }
-        }
-        for controller in &controllers {
-            collect_cgroup_pids(controller, &mut pids);
-        }
-        pids.retain(|pid| *pid as u32 != std::process::id());
-        if pids.is_empty() || Instant::now() > deadline {
-            break;
-        }
-        for pid in &pids {
-            // SAFETY: plain syscall; the pid is in the node's cgroups or names its directory.
-            unsafe { libc::kill(*pid, libc::SIGKILL) };
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    unmount_under(dir);
-    for controller in &controllers {
-        remove_cgroups(controller);
-    }
-    let _ = Command::new("ip")
-        .args(["link", "del", BRIDGE])
-        .stderr(std::process::Stdio::null())
-        .status();
-}
-
-fn collect_cgroup_pids(cgroup: &Path, pids: &mut Vec<i32>) {
-    if let Ok(text) = fs::read_to_string(cgroup.join("cgroup.procs")) {
-        pids.extend(text.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
-    }
-    for child in fs::read_dir(cgroup).into_iter().flatten().flatten() {
-        if child.path().is_dir() {
-            collect_cgroup_pids(&child.path(), pids);
-        }
-    }
-}
-
-fn remove_cgroups(cgroup: &Path) {
-    for child in fs::read_dir(cgroup).into_iter().flatten().flatten() {
-        if child.path().is_dir() {
-            remove_cgroups(&child.path());
-        }
-    }
-    let _ = fs::remove_dir(cgroup);
-}
-
-/// Unmounts (lazily) every mount point under `dir`, deepest first.
-fn unmount_under(dir: &Path) {
-    let Ok(mountinfo) = fs::read_to_string("/proc/self/mountinfo") else {
-        return;
-    };
-    let prefix = dir.to_string_lossy().into_owned();
-    let mut points: Vec<String> = mountinfo
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(unescape_mount_point)
-        .filter(|p| p.starts_with(&prefix))
-        .collect();
-    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
-    for point in points {
-        if let Ok(path) = std::ffi::CString::new(point) {
-            // SAFETY: umount2(2) with a valid C string.
-            unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) };
-        }
-    }
-}
-
-/// `/proc/self/mountinfo` escapes space, tab, newline and backslash as `\ooo`.
-fn unescape_mount_point(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\'
-            && i + 3 < bytes.len()
-            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8)
-        {
-            out.push(v);
-            i += 4;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mount_points_are_unescaped() {
-        assert_eq!(unescape_mount_point(r"/tmp/a\040b"), "/tmp/a b");
-        assert_eq!(unescape_mount_point("/plain"), "/plain");
-    }
 }
