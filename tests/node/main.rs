@@ -276,6 +276,29 @@ async fn helm_install_runs_the_image_on_a_kubelet_and_attaches_the_samples() {
     for pod in operator_pods(&client).await {
         assert_eq!(restarts(&pod), 0, "{} restarted", pod.name_any());
     }
+    // The kubelet's own Warning events about the operator pods (e.g. a readiness probe that ran
+    // before the admin server listened): reported, not asserted; the targets' are asserted above.
+    let pod_warnings: Vec<String> =
+        Api::<k8s_openapi::api::core::v1::Event>::namespaced(client.clone(), NS)
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|e| e.type_.as_deref() == Some("Warning"))
+            .map(|e| {
+                format!(
+                    "{} x{}: {}",
+                    e.reason.unwrap_or_default(),
+                    e.count.unwrap_or(1),
+                    e.message.unwrap_or_default()
+                )
+            })
+            .collect();
+    eprintln!(
+        "figure: Warning events in {NS} over install, upgrade and hand-over: {} {pod_warnings:?}",
+        pod_warnings.len()
+    );
 
     // kubectl delete detaches: the compute disappears from the workspace.
     run_ok(
