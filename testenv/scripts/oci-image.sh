@@ -28,7 +28,8 @@ umoci new --image "$layout:$tag"
 # The layer is made by GNU tar (sorted, numeric owners as in ROOTFS, fixed mtime) and added with
 # `umoci raw add-layer`: Debian's umoci 0.4.7 `insert` cuts off the end of large files.
 tar --sort=name --numeric-owner --mtime=@0 -C "$rootfs" -cf "$work/layer.tar" .
-umoci raw add-layer --image "$layout:$tag" --no-history "$work/layer.tar"
+umoci raw add-layer --image "$layout:$tag" --history.created 1970-01-01T00:00:00Z \
+  --history.created_by "testenv/scripts/oci-image.sh (GNU tar of the root filesystem)" "$work/layer.tar"
 entry=(); for arg in "$@"; do entry+=(--config.entrypoint "$arg"); done
 umoci config --image "$layout:$tag" --os linux --architecture amd64 --config.user "$user" \
   --config.workingdir / --clear=config.env --config.env PATH=/usr/local/bin:/usr/bin:/bin \
