@@ -1,13 +1,14 @@
 # azureml-attach — the two commands are `make demo` and `make test`.
 SHELL := /usr/bin/env bash
 CARGO ?= cargo
-# The directory holding kube-apiserver, kube-controller-manager, kubectl, etcd and helm.
+# The directory holding kube-apiserver, kube-controller-manager, kubectl, kubelet, kube-scheduler,
+# etcd, helm and the node's pause image (the script also apt-installs containerd, runc, CNI, umoci).
 # Built from the Go module proxy on first use and cached outside the tree (see README, Development).
 # The script prints only the directory on stdout (progress goes to stderr); no `| tail` here, so a
 # failed build stops `bin=$$(...) && ...` instead of exporting an empty directory.
 TESTENV_BIN_CMD = bash testenv/scripts/build-binaries.sh
 
-.PHONY: all build test demo chaos testenv crds check-crds fmt lint clean-testenv bench-scale bench-scale-10k
+.PHONY: all build test demo chaos testenv image crds check-crds fmt lint clean-testenv bench-scale bench-scale-10k
 
 all: build
 
@@ -18,9 +19,19 @@ build:
 testenv:
 	@bash testenv/scripts/build-binaries.sh
 
-## Everything CI runs: formatting, lints, CRD drift, unit, emulator, end-to-end and packaging tests.
+## The operator image as an OCI archive, without a container daemon (umoci; the Dockerfile's
+## layout). IMAGE names it, IMAGE_OUT places it; prints the archive's path last.
+## Load it with `ctr -n k8s.io images import` or `skopeo copy oci-archive:… docker://…`.
+image:
+	@bash hack/build-image.sh
+
+## Everything CI runs: formatting, lints, CRD drift, unit, emulator, end-to-end, packaging and
+## node tests. The image for tests/node is built once here (a release build).
+NODE_TEST_IMAGE = localhost/azureml-attach/azureml-attach:node-test
 test: lint check-crds
 	@bin=$$($(TESTENV_BIN_CMD)) && export AZUREML_ATTACH_TESTENV_BIN="$$bin" && \
+	  img=$$(IMAGE=$(NODE_TEST_IMAGE) IMAGE_OUT=$${CARGO_TARGET_DIR:-target}/image/node-test.oci.tar bash hack/build-image.sh) && \
+	  export AZUREML_ATTACH_IMAGE="$$img" && \
 	  $(CARGO) test --workspace --locked --no-fail-fast
 
 ## The chaos scenario (tests/chaos, bench/chaos/RESULTS.md) with CHAOS_TARGETS targets; `make test`

@@ -380,6 +380,11 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
                 "azureml-attach",
                 &identity,
             );
+            // A replica waiting for the Lease is ready (while the API server answers): it stands
+            // by to take over. Counted NotReady, it would stall every rolling update (the new pod
+            // cannot lead while the old one holds the Lease, and the old one is only stopped once
+            // the new one is Ready) and leave the PodDisruptionBudget no disruption to allow.
+            readiness.set_ready(true);
             tracing::info!(namespace = %args.lease_namespace, identity, "waiting for leadership");
             tokio::select! {
                 () = lease.acquire() => {}

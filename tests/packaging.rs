@@ -12,6 +12,9 @@ use std::{
     sync::OnceLock,
 };
 
+#[allow(dead_code)] // shared with tests/node, which reads built archives
+#[path = "common/image.rs"]
+mod image;
 #[allow(dead_code)] // shared with tests/e2e/monitoring.rs
 #[path = "common/monitoring.rs"]
 mod monitoring;
@@ -1261,4 +1264,40 @@ fn refusal_alert_states_are_the_reasons_that_need_a_person() {
             "{state} is not a reason the operator reports"
         );
     }
+}
+
+/// `make image` (hack/build-image.sh, no daemon) and the Dockerfile's runtime stage describe the
+/// same image: user, entrypoint, port, labels and where the binary is. tests/node checks the
+/// built archive against the Dockerfile too.
+#[test]
+fn dockerfile_runtime_stage_equals_the_daemonless_recipe() {
+    let (base, dockerfile) = image::dockerfile_runtime();
+    let recipe = image::recipe();
+    assert_eq!(
+        dockerfile, recipe,
+        "Dockerfile (left) vs hack/build-image.sh (right)"
+    );
+    assert_eq!(dockerfile.user, "65532:65532");
+    assert_eq!(
+        dockerfile.entrypoint,
+        ["/usr/local/bin/azureml-attach", "run"]
+    );
+    // The recipe copies this machine's glibc and CA bundle: the base must be the glibc
+    // ("cc") distroless image of the same Debian release, as its nonroot variant.
+    assert_eq!(base, "gcr.io/distroless/cc-debian12:nonroot");
+    let os_release = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
+    if !os_release.contains("VERSION_CODENAME=bookworm") {
+        eprintln!("note: this machine is not Debian 12; `make image` copies its glibc instead");
+    }
+    // The chart's probes and Service use the port the image exposes.
+    let values: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(chart().join("values.yaml")).unwrap())
+            .unwrap();
+    assert_eq!(
+        format!(
+            "{}/tcp",
+            values["controller"]["adminPort"].as_u64().unwrap()
+        ),
+        dockerfile.exposed[0]
+    );
 }

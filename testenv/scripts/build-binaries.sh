@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the real Kubernetes control-plane binaries (kube-apiserver, kube-controller-manager,
-# kubectl), etcd, helm and promtool from the Go module proxy into a cache outside the tree, keyed by
+# kubectl), the node's (kubelet, kube-scheduler, a pause image), etcd, helm and promtool from the Go module proxy into a cache outside the tree, keyed by
 # version. Safe to run twice: a binary already in the cache is not rebuilt. The last line printed is
 # the directory that holds the control-plane binaries and helm; promtool goes into a sibling
 # directory keyed by its own version (so pinning it never rebuilds the others).
@@ -11,6 +11,21 @@ gomod="$here/go"
 
 need() { command -v "$1" >/dev/null 2>&1 || { echo "error: '$1' is required but not installed ($2)" >&2; exit 1; }; }
 need go "install Go 1.26 or newer"
+
+# The node (testenv::Node) runs pods with Debian's containerd, runc and CNI plugins; images are
+# built without a daemon by umoci. Installed with apt-get when missing (CI's fresh machine).
+node_missing=()
+for tool in containerd runc ctr umoci jq ip; do command -v "$tool" >/dev/null 2>&1 || node_missing+=("$tool"); done
+[ -x /usr/lib/cni/bridge ] || [ -x /opt/cni/bin/bridge ] || node_missing+=(cni)
+if ((${#node_missing[@]})); then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "==> installing the node's runtime with apt-get (missing: ${node_missing[*]})" >&2
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        containerd runc containernetworking-plugins umoci jq iproute2 ca-certificates; } >&2
+  else
+    echo "warning: the test node needs ${node_missing[*]} (Debian: apt-get install containerd runc containernetworking-plugins umoci jq iproute2); tests that run pods will fail" >&2
+  fi
+fi
 
 # The versions are the ones the wrapper modules pin.
 modver() { awk -v m="$2" '{ if ($1=="require") { $1=""; $0=$0 } } $1==m {print $2; exit}' "$gomod/$1/go.mod"; }
@@ -45,6 +60,8 @@ build etcd etcd go.etcd.io/etcd/server/v3
 build k8s kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver "$kv"
 build k8s kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager "$kv"
 build k8s kubectl k8s.io/kubernetes/cmd/kubectl "$kv -X k8s.io/client-go/pkg/version.gitVersion=$k8s"
+build k8s kubelet k8s.io/kubernetes/cmd/kubelet "$kv"
+build k8s kube-scheduler k8s.io/kubernetes/cmd/kube-scheduler "$kv"
 build helm helm helm.sh/helm/v3/cmd/helm "-X helm.sh/helm/v3/internal/version.version=$helm"
 # Prometheus 3.X.Y is the Go module v0.3XX.Y. `remove_all_sd` leaves out the cloud service
 # discovery plugins (AWS, Azure, GCE, …): the tests only run `promtool check/test rules`.
@@ -68,6 +85,18 @@ tool() { # module dir (= output name)
 }
 tool kstatus
 tool luahealth
+tool pause
+
+# The node's sandbox image: the pause program alone, as an OCI archive for `ctr images import`.
+pause_sum=$(cat "$bin/.pause.sum" "$here/scripts/oci-image.sh" | sha256sum | cut -d' ' -f1)
+if [ -f "$bin/pause.oci.tar" ] && [ "$(cat "$bin/.pause.oci.tar.sum" 2>/dev/null)" = "$pause_sum" ]; then
+  echo "==> pause.oci.tar: cached" >&2
+elif command -v umoci >/dev/null 2>&1; then
+  rootfs=$(mktemp -d); install -D -m 0755 "$bin/pause" "$rootfs/pause"
+  bash "$here/scripts/oci-image.sh" "$bin/pause.oci.tar" localhost/azureml-attach/pause:testenv "$rootfs" 65535:65535 -- /pause >&2
+  rm -rf "$rootfs"; echo "$pause_sum" > "$bin/.pause.oci.tar.sum"
+  echo "==> pause.oci.tar: built" >&2
+fi
 
 echo "==> testenv binaries ready in $(( $(date +%s) - start ))s ($(du -sh "$bin" | cut -f1); promtool in $promtool_dir)" >&2
 echo "$bin"

@@ -34,6 +34,17 @@ pub enum Error {
         searched: String,
     },
 
+    /// The node ([`crate::Node`]) lacks its runtime, CNI plugins or binaries.
+    #[error(
+        "the test node cannot start, missing: {missing}.\n\
+         Run `make testenv` in the repository root: it builds kubelet, kube-scheduler and the \
+         pause image, and installs containerd, runc, the CNI plugins and umoci with apt-get"
+    )]
+    NodeUnavailable {
+        /// What is missing, comma separated.
+        missing: String,
+    },
+
     /// A local file or process operation failed.
     #[error("{what}: {source}")]
     Io {

@@ -14,7 +14,8 @@
 //! What runs: the API server with RBAC authorization, ServiceAccount tokens issued by
 //! `https://kubernetes.default.svc`, and the controllers for garbage collection, namespace
 //! deletion, ServiceAccounts, legacy token Secrets, `kube-root-ca.crt` and ClusterRole
-//! aggregation. There is no kubelet and no scheduler: Pods are stored but never run.
+//! aggregation. There is no kubelet and no scheduler: Pods are stored but never run, unless the
+//! test binary opts in to a node ([`Node::global`]: containerd, kubelet, kube-scheduler).
 //!
 //! Every process is stopped (by pid) and the temporary directory removed when the test binary
 //! exits, also after a failed test; see "Lifetime" on [`TestEnv`].
@@ -29,6 +30,7 @@ mod apply;
 mod binaries;
 mod error;
 mod kubeconfig;
+mod node;
 mod pki;
 mod process;
 mod start;
@@ -58,6 +60,7 @@ use kube::{
 pub use apply::FIELD_MANAGER;
 pub use binaries::{BIN_ENV, PROMTOOL_ENV, Versions, prometheus_version, promtool};
 pub use error::Error;
+pub use node::{BRIDGE, GATEWAY, NODE_NAME, Node, PAUSE_IMAGE, POD_SUBNET};
 pub use start::SERVICE_ACCOUNT_ISSUER;
 pub use wait::wait_for;
 

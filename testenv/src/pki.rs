@@ -27,6 +27,11 @@ pub(crate) struct Pki {
     pub admin: CertAndKey,
     /// `CN=system:kube-controller-manager`: the identity the bootstrap RBAC policy expects.
     pub controller_manager: CertAndKey,
+    /// `CN=system:kube-scheduler`, for the opt-in node ([`crate::Node`]).
+    pub scheduler: CertAndKey,
+    /// `CN=system:node:<NODE_NAME>, O=system:nodes`: the kubelet, authorized by the Node
+    /// authorizer for its own Node object and the Pods bound to it.
+    pub kubelet: CertAndKey,
 }
 
 /// Names the serving certificate is valid for: the loopback address the tests use and the
@@ -77,6 +82,12 @@ pub(crate) fn generate() -> Result<Pki, rcgen::Error> {
         service_account_public_pem: sa_key.public_key_pem(),
         admin: client_cert("admin", Some("system:masters"), &issuer)?,
         controller_manager: client_cert("system:kube-controller-manager", None, &issuer)?,
+        scheduler: client_cert("system:kube-scheduler", None, &issuer)?,
+        kubelet: client_cert(
+            &format!("system:node:{}", crate::node::NODE_NAME),
+            Some("system:nodes"),
+            &issuer,
+        )?,
     })
 }
 

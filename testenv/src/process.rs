@@ -176,6 +176,17 @@ struct Entry {
     dir: PathBuf,
     pids: Vec<(i32, StopOrder)>,
     keep_dir: bool,
+    /// Runs after the processes are stopped and before the directory is removed (the node's
+    /// containers, mounts, cgroups and bridge).
+    hooks: Vec<Box<dyn Fn() + Send>>,
+}
+
+/// Registers `hook` to run when entry `id` is cleaned up, after its processes are stopped
+/// (hooks run in the order they were added).
+pub(crate) fn add_cleanup(id: u64, hook: Box<dyn Fn() + Send>) {
+    if let Some(entry) = lock(&LIVE).iter_mut().find(|e| e.id == id) {
+        entry.hooks.push(hook);
+    }
 }
 
 static LIVE: Mutex<Vec<Entry>> = Mutex::new(Vec::new());
@@ -219,6 +230,7 @@ pub(crate) fn create_dir(keep_dir: bool) -> Result<(u64, PathBuf), Error> {
         dir: dir.clone(),
         pids: Vec::new(),
         keep_dir,
+        hooks: Vec::new(),
     });
     Ok((id, dir))
 }
@@ -252,7 +264,14 @@ pub(crate) fn cleanup(id: u64) {
 
 fn cleanup_entry(entry: &Entry) {
     stop_in_order(std::slice::from_ref(entry));
+    run_hook(entry);
     remove_dir(entry);
+}
+
+fn run_hook(entry: &Entry) {
+    for hook in &entry.hooks {
+        hook();
+    }
 }
 
 /// Stops the processes of `entries`, all [`StopOrder::Early`] ones together, then the rest.
@@ -290,6 +309,7 @@ extern "C" fn cleanup_at_exit() {
     };
     // All control planes together, so the grace periods overlap.
     stop_in_order(&entries);
+    entries.iter().for_each(run_hook);
     entries.iter().for_each(remove_dir);
 }
 

@@ -24,6 +24,11 @@ use crate::{
 /// `--service-account-issuer`: what AKS-style workload identity federation expects as issuer.
 pub const SERVICE_ACCOUNT_ISSUER: &str = "https://kubernetes.default.svc";
 
+/// Kubeconfig files in the control plane's directory, for the node's components.
+pub(crate) const KUBELET_KUBECONFIG: &str = "kubelet.kubeconfig";
+pub(crate) const SCHEDULER_KUBECONFIG: &str = "kube-scheduler.kubeconfig";
+pub(crate) const KCM_KUBECONFIG: &str = "kube-controller-manager.kubeconfig";
+
 /// The controllers the tests rely on. Everything else (Deployments, Jobs, …) would need a kubelet
 /// to be meaningful and only costs CPU.
 const CONTROLLERS: &str = "garbage-collector-controller,namespace-controller,serviceaccount-controller,\
@@ -155,7 +160,37 @@ fn launch(
         &kubeconfig_path,
         &kubeconfig::render(&server_url, &pki.ca.cert_pem, "admin", "default", &admin),
     )?;
-    let kcm_kubeconfig = dir.join("kube-controller-manager.kubeconfig");
+    // The opt-in node's components ([`crate::Node`]) use these; writing them costs nothing.
+    for (file, user, namespace, cert) in [
+        (
+            KUBELET_KUBECONFIG,
+            format!("system:node:{}", crate::node::NODE_NAME),
+            "default",
+            &pki.kubelet,
+        ),
+        (
+            SCHEDULER_KUBECONFIG,
+            "system:kube-scheduler".to_string(),
+            "kube-system",
+            &pki.scheduler,
+        ),
+    ] {
+        let credentials = Credentials::ClientCertificate {
+            cert_pem: &cert.cert_pem,
+            key_pem: &cert.key_pem,
+        };
+        write(
+            &dir.join(file),
+            &kubeconfig::render(
+                &server_url,
+                &pki.ca.cert_pem,
+                &user,
+                namespace,
+                &credentials,
+            ),
+        )?;
+    }
+    let kcm_kubeconfig = dir.join(KCM_KUBECONFIG);
     let kcm = Credentials::ClientCertificate {
         cert_pem: &pki.controller_manager.cert_pem,
         key_pem: &pki.controller_manager.key_pem,
@@ -374,7 +409,8 @@ fn apiserver_args(dir: &Path, files: &Files, etcd_url: &str, port: u16) -> Vec<S
         format!("--tls-cert-file={}", files.serving_cert.display()),
         format!("--tls-private-key-file={}", files.serving_key.display()),
         format!("--client-ca-file={}", files.ca.display()),
-        "--authorization-mode=RBAC".into(),
+        // Node: the kubelet of the opt-in node ([`crate::Node`]) may read what its pods need.
+        "--authorization-mode=Node,RBAC".into(),
         format!("--service-account-issuer={SERVICE_ACCOUNT_ISSUER}"),
         format!("--api-audiences={SERVICE_ACCOUNT_ISSUER}"),
         format!("--service-account-key-file={}", files.sa_pub.display()),

@@ -1,0 +1,3 @@
+module github.com/azureml-attach/azureml-attach/testenv/go/pause
+
+go 1.26.0
