@@ -9,7 +9,8 @@
 //! and reads back the same.
 
 use azureml_attach::api::{
-    BatchTarget, DataLakeAnalyticsTarget, DatabricksTarget, HdInsightTarget, RemoteVmTarget,
+    BatchTarget, DataLakeAnalyticsTarget, DatabricksTarget, HdInsightTarget, KubernetesTarget,
+    RemoteVmTarget, SynapseSparkTarget,
 };
 use azureml_attach::azure::models::{Compute, ComputeProperties, ComputeResource, ComputeType};
 use azureml_attach::controller::target::{AttachTarget, BuildError, SecretData, Underlying};
@@ -223,6 +224,80 @@ fn data_lake_analytics() -> impl Strategy<Value = DataLakeAnalyticsTarget> {
         })
 }
 
+/// An optional compute identity, in both forms.
+fn identity() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        Just(Value::Null),
+        Just(json!({"type": "SystemAssigned"})),
+        prop::collection::vec("[a-z]{1,8}", 1..3).prop_map(|names| json!({
+            "type": "UserAssigned",
+            "userAssignedIdentities": names.iter().map(|n| format!(
+                "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/ml-rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{n}"
+            )).collect::<Vec<_>>()
+        })),
+    ]
+}
+
+fn kubernetes() -> impl Strategy<Value = KubernetesTarget> {
+    (
+        shared(),
+        resource_id("Microsoft.ContainerService/managedClusters"),
+        "[a-z][a-z0-9-]{0,10}",
+        prop::collection::btree_map(
+            "[a-z]{1,6}",
+            (
+                prop::option::of(prop::collection::btree_map(
+                    "[a-z]{1,6}",
+                    "[a-z0-9]{1,6}",
+                    0..3,
+                )),
+                prop::option::of(prop::collection::btree_map(
+                    "cpu|memory|nvidia[.]com/gpu",
+                    "[0-9]{1,2}(Gi)?",
+                    0..3,
+                )),
+            ),
+            0..3,
+        ),
+        identity(),
+    )
+        .prop_map(|(shared, resource_id, namespace, types, identity)| {
+            let instance_types: serde_json::Map<String, Value> = types
+                .into_iter()
+                .map(|(name, (selector, limits))| {
+                    (
+                        name,
+                        json!({"nodeSelector": selector, "resources": {"limits": limits}}),
+                    )
+                })
+                .collect();
+            let mut spec = json!({"resourceId": resource_id, "namespace": namespace});
+            if let Some(first) = instance_types.keys().next() {
+                spec["defaultInstanceType"] = json!(first);
+                spec["instanceTypes"] = Value::Object(instance_types.clone());
+            }
+            if !identity.is_null() {
+                spec["identity"] = identity;
+            }
+            from_json(common("KubernetesTarget", merge(shared, spec), "aks-a"))
+        })
+}
+
+fn synapse_spark() -> impl Strategy<Value = SynapseSparkTarget> {
+    (
+        shared(),
+        resource_id("Microsoft.Synapse/workspaces/syn-1/bigDataPools"),
+        identity(),
+    )
+        .prop_map(|(shared, resource_id, identity)| {
+            let mut spec = json!({"resourceId": resource_id});
+            if !identity.is_null() {
+                spec["identity"] = identity;
+            }
+            from_json(common("SynapseSparkTarget", merge(shared, spec), "syn-a"))
+        })
+}
+
 fn from_json<K: serde::de::DeserializeOwned>(v: Value) -> K {
     serde_json::from_value(v).expect("generated objects follow the CRD's shape")
 }
@@ -233,6 +308,7 @@ fn body<K: AttachTarget>(obj: &K, properties: Option<ComputeProperties>) -> Comp
     compute.properties = properties;
     ComputeResource {
         location: Some("westeurope".into()),
+        identity: obj.identity(),
         properties: Some(compute),
         ..Default::default()
     }
@@ -274,7 +350,13 @@ fn check<K: AttachTarget>(
         ) | (
             ComputeType::Databricks,
             Some(ComputeProperties::Databricks(_))
-        ) | (ComputeType::Batch | ComputeType::DataLakeAnalytics, None)
+        ) | (
+            ComputeType::Kubernetes,
+            Some(ComputeProperties::Kubernetes(_))
+        ) | (
+            ComputeType::Batch | ComputeType::DataLakeAnalytics | ComputeType::SynapseSpark,
+            None
+        )
     );
     prop_assert!(shape_ok, "{} built {:?}", K::KIND, properties);
     let body = body(obj, properties);
@@ -408,6 +490,38 @@ proptest! {
         }
     }
 
+    /// A Kubernetes body carries the namespace and the instance types as the spec says, and the
+    /// identity on the compute resource; it never carries the connection strings Azure fills in.
+    #[test]
+    fn kubernetes_bodies(obj in kubernetes()) {
+        let wire = check(&obj, None)?.ok_or_else(|| TestCaseError::fail("refused a Kubernetes target"))?;
+        let props = &wire["properties"]["properties"];
+        prop_assert_eq!(&props["namespace"], &json!(obj.spec.namespace));
+        prop_assert_eq!(
+            props.get("defaultInstanceType").cloned().unwrap_or(Value::Null),
+            json!(obj.spec.default_instance_type)
+        );
+        let types = obj.spec.instance_types.clone().unwrap_or_default();
+        for (name, t) in &types {
+            prop_assert_eq!(
+                props["instanceTypes"][name].get("nodeSelector").cloned().unwrap_or(Value::Null),
+                json!(t.node_selector)
+            );
+        }
+        prop_assert!(props.get("relayConnectionString").is_none());
+        prop_assert!(props.get("serviceBusConnectionString").is_none());
+        identity_matches(&wire, obj.spec.identity.as_ref())?;
+    }
+
+    /// A Synapse Spark body is the pool's id and the identity, nothing else.
+    #[test]
+    fn synapse_spark_bodies(obj in synapse_spark()) {
+        let wire = check(&obj, None)?.ok_or_else(|| TestCaseError::fail("refused a Synapse target"))?;
+        prop_assert!(wire["properties"].get("properties").is_none(), "{}", wire);
+        prop_assert_eq!(&wire["properties"]["resourceId"], &json!(obj.spec.resource_id));
+        identity_matches(&wire, obj.spec.identity.as_ref())?;
+    }
+
     /// Kinds with no Secret and no type-specific properties always build.
     #[test]
     fn resource_id_only_bodies(b in batch(), d in data_lake_analytics(), data in secret_data()) {
@@ -416,6 +530,30 @@ proptest! {
             prop_assert!(wire["properties"].get("properties").is_none(), "{}", wire);
         }
     }
+}
+
+fn identity_matches(
+    wire: &Value,
+    spec: Option<&azureml_attach::api::ComputeIdentity>,
+) -> Result<(), TestCaseError> {
+    match spec {
+        None => prop_assert!(wire.get("identity").is_none(), "{}", wire),
+        Some(i) => {
+            let ty = match i.type_ {
+                azureml_attach::api::IdentityType::SystemAssigned => "SystemAssigned",
+                azureml_attach::api::IdentityType::UserAssigned => "UserAssigned",
+            };
+            prop_assert_eq!(&wire["identity"]["type"], &json!(ty));
+            for id in i.user_assigned_identities.iter().flatten() {
+                prop_assert!(
+                    wire["identity"]["userAssignedIdentities"].get(id).is_some(),
+                    "{}",
+                    wire
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 #[test]
@@ -433,6 +571,8 @@ fn every_target_kind_has_a_strategy() {
         DatabricksTarget::KIND,
         BatchTarget::KIND,
         DataLakeAnalyticsTarget::KIND,
+        KubernetesTarget::KIND,
+        SynapseSparkTarget::KIND,
     ];
     covered.sort_unstable();
     assert_eq!(kinds, covered, "a target kind without a property test");

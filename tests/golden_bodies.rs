@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use azureml_attach::api::{
-    BatchTarget, DataLakeAnalyticsTarget, DatabricksTarget, HdInsightTarget, RemoteVmTarget,
+    BatchTarget, DataLakeAnalyticsTarget, DatabricksTarget, HdInsightTarget, KubernetesTarget,
+    RemoteVmTarget, SynapseSparkTarget,
 };
 use azureml_attach::controller::target::{AttachTarget, SecretData, attach_body};
 use azureml_emulator::validate::{Options, Specs};
@@ -124,6 +125,14 @@ fn every_sample_target_puts_its_golden_body() {
         (
             "DataLakeAnalyticsTarget",
             check::<DataLakeAnalyticsTarget>(&docs, &secrets),
+        ),
+        (
+            "KubernetesTarget",
+            check::<KubernetesTarget>(&docs, &secrets),
+        ),
+        (
+            "SynapseSparkTarget",
+            check::<SynapseSparkTarget>(&docs, &secrets),
         ),
     ];
     for (kind, n) in counts {

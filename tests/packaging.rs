@@ -978,6 +978,8 @@ fn every_sample_is_accepted_by_the_api_server() {
         "BatchTarget",
         "DatabricksTarget",
         "DataLakeAnalyticsTarget",
+        "KubernetesTarget",
+        "SynapseSparkTarget",
     ] {
         assert!(
             kinds.contains(expected),
@@ -1005,7 +1007,7 @@ fn every_sample_reaches_ready_against_the_emulator() {
             .unwrap();
         stack::apply_samples(env, &repo()).unwrap();
         let expected = stack::expected_targets(&repo()).unwrap();
-        assert_eq!(expected, 5, "one target of every kind");
+        assert_eq!(expected, 7, "one target of every kind");
         let states = stack::wait_all_ready(
             env,
             stack::SAMPLES_NAMESPACE,
@@ -1019,8 +1021,8 @@ fn every_sample_reaches_ready_against_the_emulator() {
         let kinds: BTreeSet<&str> = states.iter().map(|s| s.kind.as_str()).collect();
         assert_eq!(
             kinds.len(),
-            6,
-            "the workspace and five target kinds: {states:?}"
+            8,
+            "the workspace and seven target kinds: {states:?}"
         );
         // The connection Secret the VM sample asks for is written, with the ids in it.
         let keys = run_ok(

@@ -10,8 +10,13 @@ pub mod data_lake_analytics;
 pub mod databricks;
 #[allow(clippy::duplicated_attributes)]
 pub mod hdinsight;
+pub mod identity;
+#[allow(clippy::duplicated_attributes)]
+pub mod kubernetes;
 #[allow(clippy::duplicated_attributes)]
 pub mod remote_vm;
+#[allow(clippy::duplicated_attributes)]
+pub mod synapse_spark;
 mod target;
 #[allow(clippy::duplicated_attributes)]
 pub mod workspace;
@@ -21,7 +26,10 @@ pub use common::*;
 pub use data_lake_analytics::{DataLakeAnalyticsTarget, DataLakeAnalyticsTargetSpec};
 pub use databricks::{DatabricksTarget, DatabricksTargetSpec};
 pub use hdinsight::{HdInsightTarget, HdInsightTargetSpec};
+pub use identity::{ComputeIdentity, IdentityType, InstanceTypeResourcesSpec, InstanceTypeSpec};
+pub use kubernetes::{KubernetesTarget, KubernetesTargetSpec};
 pub use remote_vm::{RemoteVmTarget, RemoteVmTargetSpec};
+pub use synapse_spark::{SynapseSparkTarget, SynapseSparkTargetSpec};
 pub use workspace::*;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;

@@ -18,6 +18,7 @@ use serde::de::DeserializeOwned;
 use crate::api::{ConnectionSecretRef, DeletionPolicy, SshCredentials, TargetStatus, WorkspaceRef};
 use crate::azure::models::{
     AdministratorAccount, Compute, ComputeProperties, ComputeResource, ComputeSecrets, ComputeType,
+    ManagedServiceIdentity,
 };
 
 /// The `data` of a Secret, read right before a PUT and dropped right after. `Debug` shows
@@ -90,6 +91,7 @@ pub fn attach_body<K: AttachTarget>(
     compute.properties = obj.build_properties(secret)?;
     Ok(ComputeResource {
         location,
+        identity: obj.identity(),
         properties: Some(compute),
         ..Default::default()
     })
@@ -216,6 +218,11 @@ pub trait AttachTarget:
             out.insert("databricksAccessToken".to_owned(), token.clone());
         }
         out
+    }
+
+    /// The compute's managed identity, for the kinds that have one.
+    fn identity(&self) -> Option<ManagedServiceIdentity> {
+        None
     }
 
     /// The compute name in the workspace.

@@ -22,6 +22,10 @@ pub const HDI: &str = "/subscriptions/00000000-0000-0000-0000-000000000000/resou
 pub const BATCH: &str = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/ml-rg/providers/Microsoft.Batch/batchAccounts/batch1";
 pub const DBW: &str = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/ml-rg/providers/Microsoft.Databricks/workspaces/dbw-1";
 pub const ADLA: &str = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/ml-rg/providers/Microsoft.DataLakeAnalytics/accounts/adla1";
+pub const AKS: &str = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/ml-rg/providers/Microsoft.ContainerService/managedClusters/aks-1";
+pub const ARC: &str = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/ml-rg/providers/Microsoft.Kubernetes/connectedClusters/arc-1";
+pub const SYNAPSE_POOL: &str = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/ml-rg/providers/Microsoft.Synapse/workspaces/syn-1/bigDataPools/pool1";
+pub const UAI: &str = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/ml-rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/ml-jobs";
 pub const VM_PASSWORD: &str = "Emulator-VM-Passw0rd";
 pub const HDI_PASSWORD: &str = "Emulator-HDI-Passw0rd";
 pub const DBX_TOKEN: &str = "dapi-emulator-0123456789abcdef";
@@ -391,7 +395,9 @@ has_status!(
     azureml_attach::api::HdInsightTarget,
     azureml_attach::api::BatchTarget,
     azureml_attach::api::DatabricksTarget,
-    azureml_attach::api::DataLakeAnalyticsTarget
+    azureml_attach::api::DataLakeAnalyticsTarget,
+    azureml_attach::api::KubernetesTarget,
+    azureml_attach::api::SynapseSparkTarget
 );
 
 /// Waits until the target's Ready reason is `reason`; panics with the last seen state and the

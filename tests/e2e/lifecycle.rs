@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use azureml_attach::api::{
-    BatchTarget, DataLakeAnalyticsTarget, DatabricksTarget, HdInsightTarget, RemoteVmTarget,
+    BatchTarget, DataLakeAnalyticsTarget, DatabricksTarget, HdInsightTarget, KubernetesTarget,
+    RemoteVmTarget, SynapseSparkTarget,
 };
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
@@ -74,6 +75,36 @@ metadata:
 spec:
   workspaceRef: {{name: prod-workspace}}
   resourceId: {ADLA}
+---
+apiVersion: attach.azureml.io/v1alpha1
+kind: KubernetesTarget
+metadata:
+  name: aks
+spec:
+  workspaceRef: {{name: prod-workspace}}
+  resourceId: {AKS}
+  namespace: azureml
+  defaultInstanceType: cpu
+  instanceTypes:
+    cpu: {{nodeSelector: {{agentpool: cpu}}, resources: {{requests: {{cpu: "2"}}}}}}
+  identity: {{type: SystemAssigned}}
+---
+apiVersion: attach.azureml.io/v1alpha1
+kind: KubernetesTarget
+metadata:
+  name: arc
+spec:
+  workspaceRef: {{name: prod-workspace}}
+  resourceId: {ARC}
+  identity: {{type: UserAssigned, userAssignedIdentities: [{UAI}]}}
+---
+apiVersion: attach.azureml.io/v1alpha1
+kind: SynapseSparkTarget
+metadata:
+  name: syn
+spec:
+  workspaceRef: {{name: prod-workspace}}
+  resourceId: {SYNAPSE_POOL}
 "#,
         vm = vm_yaml("gpu-dsvm", VM1, 22)
     )
@@ -97,6 +128,9 @@ async fn every_kind_attaches_to_ready_and_detaches_with_detach_only() {
         &op,
     )
     .await;
+    wait_reason(&w.api::<KubernetesTarget>(), "aks", "Attached", T, &op).await;
+    wait_reason(&w.api::<KubernetesTarget>(), "arc", "Attached", T, &op).await;
+    wait_reason(&w.api::<SynapseSparkTarget>(), "syn", "Attached", T, &op).await;
 
     let state = w.control.state().await.unwrap();
     let mut names: Vec<_> = state
@@ -109,10 +143,13 @@ async fn every_kind_attaches_to_ready_and_detaches_with_detach_only() {
         names,
         vec![
             ("adla".into(), "DataLakeAnalytics".into()),
+            ("aks".into(), "Kubernetes".into()),
+            ("arc".into(), "Kubernetes".into()),
             ("batch".into(), "Batch".into()),
             ("dbx".into(), "Databricks".into()),
             ("gpu-dsvm".into(), "VirtualMachine".into()),
             ("spark".into(), "HDInsight".into()),
+            ("syn".into(), "SynapseSpark".into()),
         ]
     );
     let vm = w.api::<RemoteVmTarget>().get("gpu-dsvm").await.unwrap();
@@ -141,11 +178,17 @@ async fn every_kind_attaches_to_ready_and_detaches_with_detach_only() {
     w.delete::<BatchTarget>("batch").await;
     w.delete::<DatabricksTarget>("dbx").await;
     w.delete::<DataLakeAnalyticsTarget>("adla").await;
+    w.delete::<KubernetesTarget>("aks").await;
+    w.delete::<KubernetesTarget>("arc").await;
+    w.delete::<SynapseSparkTarget>("syn").await;
     wait_gone(&w.api::<RemoteVmTarget>(), "gpu-dsvm", T, &op).await;
     wait_gone(&w.api::<HdInsightTarget>(), "spark", T, &op).await;
     wait_gone(&w.api::<BatchTarget>(), "batch", T, &op).await;
     wait_gone(&w.api::<DatabricksTarget>(), "dbx", T, &op).await;
     wait_gone(&w.api::<DataLakeAnalyticsTarget>(), "adla", T, &op).await;
+    wait_gone(&w.api::<KubernetesTarget>(), "aks", T, &op).await;
+    wait_gone(&w.api::<KubernetesTarget>(), "arc", T, &op).await;
+    wait_gone(&w.api::<SynapseSparkTarget>(), "syn", T, &op).await;
 
     // Rule 1: every DELETE said Detach, the emulator deleted no underlying resource.
     let reqs = w.arm_requests().await;
@@ -156,7 +199,7 @@ async fn every_kind_attaches_to_ready_and_detaches_with_detach_only() {
         Some("22222222-2222-2222-2222-222222222222")
     );
     let deletes: Vec<_> = reqs.iter().filter(|e| e.method == "DELETE").collect();
-    assert_eq!(deletes.len(), 5, "{deletes:#?}");
+    assert_eq!(deletes.len(), 8, "{deletes:#?}");
     for d in deletes {
         assert!(
             d.query

@@ -120,6 +120,77 @@ async fn bad_manifests_are_refused_with_readable_messages() {
     let msg = refused(&w, &hdi("spark-1-ssh.azurehdinsight.net:22")).await;
     assert!(msg.contains("without a port or path"), "{msg}");
 
+    // KubernetesTarget and SynapseSparkTarget: the resource type, instance types, identity forms.
+    let k8s = |spec: &str| {
+        format!(
+            "apiVersion: attach.azureml.io/v1alpha1\nkind: KubernetesTarget\nmetadata:\n  name: bad-aks\nspec:\n  workspaceRef: {{name: prod-workspace}}\n{spec}"
+        )
+    };
+    let msg = refused(&w, &k8s(&format!("  resourceId: {VM1}\n"))).await;
+    assert!(
+        msg.contains("must be the ARM id of an AKS cluster") && msg.contains("connectedClusters"),
+        "{msg}"
+    );
+    let msg = refused(
+        &w,
+        &k8s(&format!(
+            "  resourceId: {AKS}\n  defaultInstanceType: big\n"
+        )),
+    )
+    .await;
+    assert!(msg.contains("must name one of spec.instanceTypes"), "{msg}");
+    let msg = refused(
+        &w,
+        &k8s(&format!(
+            "  resourceId: {AKS}\n  identity: {{type: UserAssigned}}\n"
+        )),
+    )
+    .await;
+    assert!(
+        msg.contains("UserAssigned needs userAssignedIdentities"),
+        "{msg}"
+    );
+    let msg = refused(
+        &w,
+        &k8s(&format!(
+            "  resourceId: {AKS}\n  namespace: Not_A_Namespace\n"
+        )),
+    )
+    .await;
+    assert!(
+        msg.contains("spec.namespace must be a Kubernetes namespace name"),
+        "{msg}"
+    );
+    let synapse = |spec: &str| {
+        format!(
+            "apiVersion: attach.azureml.io/v1alpha1\nkind: SynapseSparkTarget\nmetadata:\n  name: bad-syn\nspec:\n  workspaceRef: {{name: prod-workspace}}\n{spec}"
+        )
+    };
+    let msg = refused(&w, &synapse(&format!("  resourceId: {VM1}\n"))).await;
+    assert!(
+        msg.contains("must be the ARM id of a Synapse Spark pool"),
+        "{msg}"
+    );
+    let msg = refused(
+        &w,
+        &synapse(&format!(
+            "  resourceId: {SYNAPSE_POOL}\n  identity: {{type: SystemAssigned, userAssignedIdentities: [{UAI}]}}\n"
+        )),
+    )
+    .await;
+    assert!(msg.contains("SystemAssigned takes none"), "{msg}");
+    let msg = refused(
+        &w,
+        &synapse(&format!(
+            "  resourceId: {SYNAPSE_POOL}\n  identity: {{type: UserAssigned, userAssignedIdentities: [/subscriptions/x]}}\n"
+        )),
+    )
+    .await;
+    assert!(
+        msg.contains("must be ARM ids of user-assigned identities"),
+        "{msg}"
+    );
+
     // Immutable fields.
     w.apply(&vm(&format!("  resourceId: {VM1}\n{creds}"))).await;
     let msg = refused(&w, &vm(&format!("  resourceId: {VM2}\n{creds}"))).await;

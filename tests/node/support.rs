@@ -24,12 +24,14 @@ pub const IMAGE_TAG: &str = "node-test";
 pub const SELECTOR: &str = "app.kubernetes.io/name=azureml-attach";
 pub const FEDERATED_CLIENT: &str = azureml_emulator::config::DEFAULT_FEDERATED_CLIENT_ID;
 pub const TENANT: &str = azureml_emulator::config::DEFAULT_TENANT;
-pub const TARGET_KINDS: [&str; 5] = [
+pub const TARGET_KINDS: [&str; 7] = [
     "RemoteVmTarget",
     "HdInsightTarget",
     "BatchTarget",
     "DatabricksTarget",
     "DataLakeAnalyticsTarget",
+    "KubernetesTarget",
+    "SynapseSparkTarget",
 ];
 
 pub fn repo() -> PathBuf {

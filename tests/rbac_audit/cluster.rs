@@ -210,7 +210,7 @@ pub fn delete_samples(env: &TestEnv, namespace: &str, operator: &Operator) {
         (
             "deleting the targets",
             vec![
-                "remotevmtargets,hdinsighttargets,batchtargets,databrickstargets,datalakeanalyticstargets",
+                "remotevmtargets,hdinsighttargets,batchtargets,databrickstargets,datalakeanalyticstargets,kubernetestargets,synapsesparktargets",
                 "--all",
             ],
         ),

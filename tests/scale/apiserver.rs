@@ -19,13 +19,15 @@ use kube::Client;
 pub type Key = (String, String, String, String);
 
 /// The resources of the operator's ClusterRole (deploy/base/rbac.yaml).
-const OPERATOR_RESOURCES: [(&str, &str); 8] = [
+const OPERATOR_RESOURCES: [(&str, &str); 10] = [
     ("attach.azureml.io", "mlworkspaces"),
     ("attach.azureml.io", "remotevmtargets"),
     ("attach.azureml.io", "hdinsighttargets"),
     ("attach.azureml.io", "batchtargets"),
     ("attach.azureml.io", "databrickstargets"),
     ("attach.azureml.io", "datalakeanalyticstargets"),
+    ("attach.azureml.io", "kubernetestargets"),
+    ("attach.azureml.io", "synapsesparktargets"),
     ("", "secrets"),
     ("events.k8s.io", "events"),
 ];

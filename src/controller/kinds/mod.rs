@@ -23,13 +23,16 @@ mod batch;
 mod data_lake_analytics;
 mod databricks;
 mod hdinsight;
+mod kubernetes;
 mod remote_vm;
+mod synapse_spark;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
 use crate::api::{
-    BatchTarget, DataLakeAnalyticsTarget, DatabricksTarget, HdInsightTarget, RemoteVmTarget,
+    BatchTarget, DataLakeAnalyticsTarget, DatabricksTarget, HdInsightTarget, KubernetesTarget,
+    RemoteVmTarget, SynapseSparkTarget,
 };
 use crate::controller::target::AttachTarget;
 
@@ -48,6 +51,8 @@ pub fn for_each_kind(v: &mut impl KindVisitor) {
     v.visit::<BatchTarget>();
     v.visit::<DatabricksTarget>();
     v.visit::<DataLakeAnalyticsTarget>();
+    v.visit::<KubernetesTarget>();
+    v.visit::<SynapseSparkTarget>();
 }
 
 /// The CRDs of every target kind, in registry order.
@@ -92,6 +97,10 @@ mod tests {
             (
                 "charts/azureml-attach/templates/rbac.yaml",
                 include_str!("../../../charts/azureml-attach/templates/rbac.yaml"),
+            ),
+            (
+                "deploy/overlays/namespaced/watched-namespace/rbac.yaml",
+                include_str!("../../../deploy/overlays/namespaced/watched-namespace/rbac.yaml"),
             ),
         ];
         let plurals = target_plurals();
