@@ -7,12 +7,13 @@
 //! reached Azure, and the result is a function of the input.
 
 use azureml_attach::api::{
-    Condition, DeletionPolicy, OperationKind, PendingOperation, ProvisioningError, TargetStatus,
+    Condition, DeletionPolicy, OperationKind, PendingOperation, PreflightMode, ProvisioningError,
+    TargetStatus,
 };
 use azureml_attach::controller::conditions::Reason;
 use azureml_attach::controller::plan::{
     AttachCause, AzureView, ClaimState, ComputeSummary, ConnectionView, Decision, Observed,
-    SecretState, WorkspaceState, connection_stale, plan, reached_azure,
+    PreflightView, SecretState, WorkspaceState, connection_stale, plan, reached_azure,
 };
 use proptest::prelude::*;
 use proptest::sample::select;
@@ -210,6 +211,7 @@ struct Input {
     desired_hash: String,
     azure: Option<AzureView>,
     connection: ConnectionView,
+    preflight: PreflightView,
 }
 
 impl Input {
@@ -224,6 +226,7 @@ impl Input {
             desired_hash: &self.desired_hash,
             azure: self.azure.clone(),
             connection: self.connection.clone(),
+            preflight: self.preflight,
         }
     }
 }
@@ -243,6 +246,17 @@ fn input() -> impl Strategy<Value = Input> {
             any::<bool>(),
         )
             .prop_map(|(wanted, in_place)| ConnectionView { wanted, in_place }),
+        (
+            any::<bool>(),
+            select(
+                &[
+                    PreflightMode::Enforce,
+                    PreflightMode::Warn,
+                    PreflightMode::Skip,
+                ][..],
+            ),
+        )
+            .prop_map(|(applies, mode)| PreflightView { applies, mode }),
     )
         .prop_map(
             |(
@@ -255,6 +269,7 @@ fn input() -> impl Strategy<Value = Input> {
                 desired_hash,
                 azure,
                 connection,
+                preflight,
             )| {
                 Input {
                     deleting,
@@ -266,6 +281,7 @@ fn input() -> impl Strategy<Value = Input> {
                     desired_hash,
                     azure,
                     connection,
+                    preflight,
                 }
             },
         )

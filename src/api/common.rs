@@ -114,6 +114,28 @@ pub enum DeletionPolicy {
     Orphan,
 }
 
+/// Whether the operator checks the seed's prerequisites of the underlying resource before the
+/// first PUT (by ARM reads): a VM runs Linux from an Ubuntu image and has a public IP, an
+/// HDInsight cluster is Running with a public SSH endpoint, a Kubernetes cluster has the Azure ML
+/// extension, a Synapse pool exists.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum PreflightMode {
+    /// A failed check stops the attach (`PrerequisiteNotMet` or `ResourceNotFound`, no PUT).
+    #[default]
+    Enforce,
+    /// A failed check is reported in the `Preflight` condition; the attach goes ahead.
+    Warn,
+    /// No check.
+    Skip,
+}
+
+impl PreflightMode {
+    /// Enforce (left out when serializing a spec).
+    pub fn is_default(&self) -> bool {
+        *self == PreflightMode::Enforce
+    }
+}
+
 /// Where to write the connection Secret (same namespace, owned by the target).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 pub struct ConnectionSecretRef {
@@ -228,6 +250,10 @@ pub struct TargetStatus {
     /// operator does not PUT it again until the spec or the Secret changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rejected_config_hash: Option<String>,
+    /// The fingerprint the last preflight passed for (or was waived for, with `preflight: Warn`):
+    /// the checks run again only before a PUT of another configuration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preflight_hash: Option<String>,
     /// `attachedConfigHash` for which the connection Secret was last written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection_secret_hash: Option<String>,

@@ -67,6 +67,10 @@ macro_rules! target_crd {
             /// Detach (default) or Orphan when this object is deleted. Never deletes the underlying resource.
             #[serde(default)]
             pub deletion_policy: $crate::api::common::DeletionPolicy,
+            /// Check the underlying resource's prerequisites before the first PUT: Enforce
+            /// (default: a failed check stops the attach), Warn (report it and attach) or Skip.
+            #[serde(default, skip_serializing_if = "crate::api::common::PreflightMode::is_default")]
+            pub preflight: $crate::api::common::PreflightMode,
             /// Optional Secret to write with the attachment's ids and the keys Azure returns (listKeys).
             #[serde(default, skip_serializing_if = "Option::is_none")]
             pub write_connection_secret_to_ref: Option<$crate::api::common::ConnectionSecretRef>,

@@ -24,6 +24,11 @@ pub enum Reason {
     /// The MLWorkspace exists but its reconciler has not looked at it yet (a workspace and its
     /// targets applied together): waiting, not a problem.
     WorkspacePending,
+    /// Preflight found the underlying resource missing (rule 13): no PUT.
+    ResourceNotFound,
+    /// Preflight found a prerequisite of the seed unmet, e.g. a Windows VM, no public IP, a
+    /// stopped cluster, no Azure ML extension (rule 13): no PUT with `preflight: Enforce`.
+    PrerequisiteNotMet,
     /// The referenced Secret does not exist.
     SecretNotFound,
     /// The referenced Secret lacks a key the target needs.
@@ -61,7 +66,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in documentation order.
-    pub const ALL: [Reason; 22] = [
+    pub const ALL: [Reason; 24] = [
         Reason::Attached,
         Reason::Attaching,
         Reason::Detaching,
@@ -69,6 +74,8 @@ impl Reason {
         Reason::WorkspaceNotFound,
         Reason::WorkspaceNotReady,
         Reason::WorkspacePending,
+        Reason::ResourceNotFound,
+        Reason::PrerequisiteNotMet,
         Reason::SecretNotFound,
         Reason::SecretKeyMissing,
         Reason::SecretNotLabeled,
@@ -101,6 +108,8 @@ impl Reason {
             Reason::WorkspaceNotFound => "WorkspaceNotFound",
             Reason::WorkspaceNotReady => "WorkspaceNotReady",
             Reason::WorkspacePending => "WorkspacePending",
+            Reason::ResourceNotFound => "ResourceNotFound",
+            Reason::PrerequisiteNotMet => "PrerequisiteNotMet",
             Reason::SecretNotFound => "SecretNotFound",
             Reason::SecretKeyMissing => "SecretKeyMissing",
             Reason::SecretNotLabeled => "SecretNotLabeled",
@@ -130,6 +139,8 @@ impl Reason {
         matches!(
             self,
             Reason::ComputeNameTaken
+                | Reason::ResourceNotFound
+                | Reason::PrerequisiteNotMet
                 | Reason::ComputeTypeRefused
                 | Reason::InvalidSpec
                 | Reason::ProvisioningFailed

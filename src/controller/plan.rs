@@ -116,6 +116,17 @@ pub struct Observed<'a> {
     pub azure: Option<AzureView>,
     /// The connection Secret the spec asks for (rule 12).
     pub connection: ConnectionView,
+    /// Whether a preflight precedes a PUT (rule 13).
+    pub preflight: PreflightView,
+}
+
+/// Preflight as far as planning is concerned (rule 13).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PreflightView {
+    /// The kind has something to read (`AttachTarget::preflight_read`).
+    pub applies: bool,
+    /// `spec.preflight`.
+    pub mode: crate::api::PreflightMode,
 }
 
 /// What the stores say about the connection Secret (`spec.writeConnectionSecretToRef`).
@@ -161,6 +172,8 @@ pub enum Decision {
     },
     /// Poll the in-flight operation.
     Poll(PendingOperation),
+    /// Read the underlying resource and check its prerequisites before a PUT (rule 13).
+    Preflight,
     /// PUT the compute.
     Attach {
         /// Why: first attach, re-attach after a change, or a repair of drift.
@@ -297,6 +310,14 @@ pub fn plan(o: &Observed<'_>) -> Decision {
                         .unwrap_or(Reason::InvalidSpec),
                     message: previous.map(|c| c.message.clone()).unwrap_or_default(),
                 };
+            }
+            if o.preflight.applies
+                && o.preflight.mode != crate::api::PreflightMode::Skip
+                && o.status.preflight_hash.as_deref() != Some(o.desired_hash)
+            {
+                // Rule 13: the seed's prerequisites are checked before this configuration's
+                // first PUT (never again for a Ready target: it makes no PUT).
+                return Decision::Preflight;
             }
             let cause = match o.status.attached_config_hash.as_deref() {
                 None => AttachCause::Initial,

@@ -189,6 +189,7 @@ async fn reconcile_inner<K: AttachTarget>(
         compute_type: K::compute_type(),
         deleting,
         desired_hash: &desired_hash,
+        preflight: obj.common().preflight,
         secret_rv: secret_rv.as_deref(),
         resync: ctx.resync,
         now: crate::controller::conditions::now(),
@@ -218,6 +219,7 @@ async fn reconcile_inner<K: AttachTarget>(
             desired_hash: facts.desired_hash,
             azure: seen.azure.clone(),
             connection: seen.connection.clone(),
+            preflight: seen.preflight,
         };
         let decision = plan(&observed);
         tracing::debug!(?decision, "planned");

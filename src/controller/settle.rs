@@ -24,13 +24,16 @@ pub const TRANSIENT_RETRY: Duration = Duration::from_secs(15);
 const PERMANENT_RETRY: Duration = Duration::from_secs(300);
 /// Longest wait before retrying a detach Azure reported as failed.
 const DETACH_RETRY: Duration = Duration::from_secs(60);
+/// The condition a failed check gets with `preflight: Warn`.
+pub const PREFLIGHT: &str = "Preflight";
 /// Wait before planning again when the LIST cache must be refilled.
 const RELIST: Duration = Duration::from_secs(1);
 
 mod operations;
 mod outcome;
 pub use outcome::{
-    CacheEdit, ConnectionResult, ConnectionWrite, Facts, Learned, Next, Outcome, PutAnswer, Settled,
+    CacheEdit, ConnectionResult, ConnectionWrite, Facts, Learned, Next, Outcome, PreflightResult,
+    PutAnswer, Settled,
 };
 
 /// Settles one step: the new status and what follows from `outcome`.
@@ -126,8 +129,57 @@ impl Settling<'_, '_> {
                 self.out.next = Next::After(RELIST);
             }
             Outcome::Connection { compute, result } => self.connection(&compute, result),
+            Outcome::Preflight(result) => self.preflight(result),
             Outcome::ArmFailed(e) => self.arm_failed(&e),
         }
+    }
+
+    /// Rule 13: a pass is remembered for this configuration; a failure stops the attach
+    /// (Enforce, re-checked every resync) or is reported beside `Ready` (Warn).
+    fn preflight(&mut self, result: PreflightResult) {
+        let (reason, message) = match result {
+            PreflightResult::Passed => {
+                self.out.status.preflight_hash = Some(self.f.desired_hash.to_owned());
+                self.out.status.conditions.retain(|c| c.type_ != PREFLIGHT);
+                self.out.next = Next::Replan(Learned::Nothing);
+                return;
+            }
+            PreflightResult::NotFound(what) => (
+                Reason::ResourceNotFound,
+                format!("{what} does not exist; fix spec.resourceId (nothing was attached)"),
+            ),
+            PreflightResult::Unmet(u) => (
+                Reason::PrerequisiteNotMet,
+                format!(
+                    "{}; {} (or set spec.preflight: Warn to attach anyway)",
+                    u.fact, u.remedy
+                ),
+            ),
+        };
+        if self.f.preflight == crate::api::PreflightMode::Warn {
+            self.out.status.preflight_hash = Some(self.f.desired_hash.to_owned());
+            let previous = self.f.old.conditions.iter().find(|c| c.type_ == PREFLIGHT);
+            let mut condition = crate::controller::conditions::ready_condition(
+                previous,
+                reason,
+                message.clone(),
+                self.f.generation,
+                self.f.now.clone(),
+            );
+            condition.type_ = PREFLIGHT.to_owned();
+            if previous.is_none_or(|p| p.reason != reason.as_str()) {
+                self.event(EventReason::Condition(reason), message);
+            }
+            crate::controller::conditions::set_condition(
+                &mut self.out.status.conditions,
+                condition,
+            );
+            self.out.next = Next::Replan(Learned::Nothing);
+            return;
+        }
+        self.report(reason, message);
+        // Re-read at every resync: the fix is usually made to the resource, not to the spec.
+        self.out.next = Next::After(self.f.resync);
     }
 
     fn event(&mut self, reason: EventReason, note: String) {
@@ -135,8 +187,19 @@ impl Settling<'_, '_> {
     }
 
     fn set_ready(&mut self, reason: Reason, message: impl Into<String>) {
-        // Start from the pass's first conditions so lastTransitionTime is kept.
+        // Start from the pass's first conditions so lastTransitionTime is kept; the Preflight
+        // condition is whatever this pass made of it.
         let mut conditions = self.f.old.conditions.clone();
+        conditions.retain(|c| c.type_ != PREFLIGHT);
+        if let Some(p) = self
+            .out
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == PREFLIGHT)
+        {
+            conditions.push(p.clone());
+        }
         set_ready(
             &mut conditions,
             reason,

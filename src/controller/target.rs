@@ -97,6 +97,19 @@ pub fn attach_body<K: AttachTarget>(
     })
 }
 
+/// The ARM reads preflight makes (each with the resource's ARM id).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PreflightRead {
+    /// The VM, its primary NIC and the NIC's public IP.
+    VirtualMachine(String),
+    /// The HDInsight cluster.
+    HdInsight(String),
+    /// The managed or connected cluster and its extensions.
+    Kubernetes(String),
+    /// The Synapse Spark pool.
+    SynapsePool(String),
+}
+
 /// What the target attaches: an ARM resource or (remote VMs only) a bare address.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Underlying {
@@ -165,6 +178,8 @@ pub struct CommonSpec<'a> {
     pub compute_name: Option<&'a str>,
     /// Detach or Orphan.
     pub deletion_policy: DeletionPolicy,
+    /// Enforce, Warn or Skip.
+    pub preflight: crate::api::PreflightMode,
     /// Connection Secret to write.
     pub write_connection_secret_to_ref: Option<&'a ConnectionSecretRef>,
 }
@@ -218,6 +233,11 @@ pub trait AttachTarget:
             out.insert("databricksAccessToken".to_owned(), token.clone());
         }
         out
+    }
+
+    /// What preflight reads of the underlying resource before the first PUT, if anything.
+    fn preflight_read(&self) -> Option<PreflightRead> {
+        None
     }
 
     /// The compute's managed identity, for the kinds that have one.

@@ -14,8 +14,8 @@ use super::{PLACEHOLDER_PREFIX, SshLogin};
 use crate::api::{
     BatchTarget, BatchTargetSpec, DataLakeAnalyticsTarget, DataLakeAnalyticsTargetSpec,
     DatabricksTarget, DatabricksTargetSpec, DeletionPolicy, HdInsightTarget, HdInsightTargetSpec,
-    LocalSecretRef, RemoteVmTarget, RemoteVmTargetSpec, SecretKeyRef, SshCredentials, WorkspaceRef,
-    default_ssh_port,
+    LocalSecretRef, PreflightMode, RemoteVmTarget, RemoteVmTargetSpec, SecretKeyRef,
+    SshCredentials, WorkspaceRef, default_ssh_port,
 };
 use crate::azure::models::{
     AdministratorAccount, ComputeProperties, ComputeResource, ComputeType,
@@ -220,6 +220,7 @@ fn remote_vm(compute: &ComputeResource, s: Shared<'_>) -> Result<Imported, SkipR
         ssh_port,
         credentials,
         deletion_policy: DeletionPolicy::default(),
+        preflight: PreflightMode::default(),
         write_connection_secret_to_ref: None,
     };
     Ok(Imported {
@@ -266,6 +267,7 @@ fn hdinsight(compute: &ComputeResource, s: Shared<'_>) -> Result<Imported, SkipR
         ssh_port,
         credentials,
         deletion_policy: DeletionPolicy::default(),
+        preflight: PreflightMode::default(),
         write_connection_secret_to_ref: None,
     };
     Ok(Imported {
@@ -309,6 +311,7 @@ fn databricks(compute: &ComputeResource, s: Shared<'_>) -> Result<Imported, Skip
             key: "token".to_owned(),
         },
         deletion_policy: DeletionPolicy::default(),
+        preflight: PreflightMode::default(),
         write_connection_secret_to_ref: None,
     };
     Ok(Imported {
@@ -346,6 +349,7 @@ fn data_lake_analytics(compute: &ComputeResource, s: Shared<'_>) -> Result<Impor
         compute_name: s.compute_name.clone(),
         resource_id,
         deletion_policy: DeletionPolicy::default(),
+        preflight: PreflightMode::default(),
         write_connection_secret_to_ref: None,
     };
     Ok(Imported {
@@ -370,6 +374,7 @@ fn batch(compute: &ComputeResource, s: Shared<'_>) -> Result<Imported, SkipReaso
         compute_name: s.compute_name.clone(),
         resource_id,
         deletion_policy: DeletionPolicy::default(),
+        preflight: PreflightMode::default(),
         write_connection_secret_to_ref: None,
     };
     Ok(Imported {

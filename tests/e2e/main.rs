@@ -11,6 +11,7 @@ mod memory;
 mod metrics;
 mod ops;
 mod outage;
+mod preflight;
 mod rules;
 mod secrets;
 mod validation;

@@ -4,7 +4,9 @@ use serde_json::json;
 
 use crate::api::HdInsightTarget;
 use crate::azure::models::{ComputeProperties, ComputeType, HdInsightProperties};
-use crate::controller::target::{AttachTarget, BuildError, SecretData, Underlying, ssh_account};
+use crate::controller::target::{
+    AttachTarget, BuildError, PreflightRead, SecretData, Underlying, ssh_account,
+};
 
 impl AttachTarget for HdInsightTarget {
     const KIND: &'static str = "HdInsightTarget";
@@ -41,5 +43,9 @@ impl AttachTarget for HdInsightTarget {
             address: Some(self.spec.address.clone()),
             administrator_account: Some(ssh_account(&self.spec.credentials, secret)?),
         })))
+    }
+
+    fn preflight_read(&self) -> Option<PreflightRead> {
+        Some(PreflightRead::HdInsight(self.spec.resource_id.clone()))
     }
 }

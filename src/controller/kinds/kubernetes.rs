@@ -8,7 +8,7 @@ use crate::azure::models::{
     ComputeProperties, ComputeType, InstanceType, InstanceTypeResources, KubernetesProperties,
     ManagedServiceIdentity,
 };
-use crate::controller::target::{AttachTarget, BuildError, SecretData, Underlying};
+use crate::controller::target::{AttachTarget, BuildError, PreflightRead, SecretData, Underlying};
 
 impl AttachTarget for KubernetesTarget {
     const KIND: &'static str = "KubernetesTarget";
@@ -68,5 +68,9 @@ impl AttachTarget for KubernetesTarget {
 
     fn identity(&self) -> Option<ManagedServiceIdentity> {
         self.spec.identity.as_ref().map(|i| i.to_wire())
+    }
+
+    fn preflight_read(&self) -> Option<PreflightRead> {
+        Some(PreflightRead::Kubernetes(self.spec.resource_id.clone()))
     }
 }

@@ -9,6 +9,7 @@ macro_rules! shared_accessors {
                 workspace_ref: &self.spec.workspace_ref,
                 compute_name: self.spec.compute_name.as_deref(),
                 deletion_policy: self.spec.deletion_policy,
+                preflight: self.spec.preflight,
                 write_connection_secret_to_ref: self.spec.write_connection_secret_to_ref.as_ref(),
             }
         }

@@ -4,7 +4,9 @@ use serde_json::json;
 
 use crate::api::RemoteVmTarget;
 use crate::azure::models::{ComputeProperties, ComputeType, VirtualMachineProperties};
-use crate::controller::target::{AttachTarget, BuildError, SecretData, Underlying, ssh_account};
+use crate::controller::target::{
+    AttachTarget, BuildError, PreflightRead, SecretData, Underlying, ssh_account,
+};
 
 impl AttachTarget for RemoteVmTarget {
     const KIND: &'static str = "RemoteVmTarget";
@@ -54,5 +56,12 @@ impl AttachTarget for RemoteVmTarget {
                 ..Default::default()
             },
         )))
+    }
+
+    fn preflight_read(&self) -> Option<PreflightRead> {
+        self.spec
+            .resource_id
+            .clone()
+            .map(PreflightRead::VirtualMachine)
     }
 }

@@ -5,7 +5,7 @@ use serde_json::json;
 
 use crate::api::SynapseSparkTarget;
 use crate::azure::models::{ComputeProperties, ComputeType, ManagedServiceIdentity};
-use crate::controller::target::{AttachTarget, BuildError, SecretData, Underlying};
+use crate::controller::target::{AttachTarget, BuildError, PreflightRead, SecretData, Underlying};
 
 impl AttachTarget for SynapseSparkTarget {
     const KIND: &'static str = "SynapseSparkTarget";
@@ -38,5 +38,9 @@ impl AttachTarget for SynapseSparkTarget {
 
     fn identity(&self) -> Option<ManagedServiceIdentity> {
         self.spec.identity.as_ref().map(|i| i.to_wire())
+    }
+
+    fn preflight_read(&self) -> Option<PreflightRead> {
+        Some(PreflightRead::SynapsePool(self.spec.resource_id.clone()))
     }
 }

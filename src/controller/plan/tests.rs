@@ -13,6 +13,7 @@ fn observed<'a>(status: &'a TargetStatus, azure: Option<AzureView>) -> Observed<
         desired_hash: "h1",
         azure,
         connection: ConnectionView::default(),
+        preflight: PreflightView::default(),
     }
 }
 
@@ -271,4 +272,59 @@ fn missing_references_block_before_azure() {
             ..
         }
     ));
+}
+
+#[test]
+fn rule13_preflight_precedes_the_first_put_of_a_configuration() {
+    use crate::api::PreflightMode;
+    let absent = || {
+        Some(AzureView::Absent {
+            same_resource_as: None,
+        })
+    };
+    let s = TargetStatus::default();
+    let mut o = observed(&s, absent());
+    o.preflight = PreflightView {
+        applies: true,
+        mode: PreflightMode::Enforce,
+    };
+    assert_eq!(plan(&o), Decision::Preflight);
+    o.preflight.mode = PreflightMode::Warn;
+    assert_eq!(plan(&o), Decision::Preflight, "Warn reads too");
+    o.preflight.mode = PreflightMode::Skip;
+    assert!(
+        matches!(plan(&o), Decision::Attach { .. }),
+        "Skip reads nothing"
+    );
+    o.preflight = PreflightView {
+        applies: false,
+        mode: PreflightMode::Enforce,
+    };
+    assert!(
+        matches!(plan(&o), Decision::Attach { .. }),
+        "nothing to read"
+    );
+
+    // Passed for this configuration: attach; for another one: check again.
+    let passed = TargetStatus {
+        preflight_hash: Some("h1".into()),
+        ..Default::default()
+    };
+    let mut o = observed(&passed, absent());
+    o.preflight = PreflightView {
+        applies: true,
+        mode: PreflightMode::Enforce,
+    };
+    assert!(matches!(plan(&o), Decision::Attach { .. }));
+    o.desired_hash = "h2";
+    assert_eq!(plan(&o), Decision::Preflight);
+
+    // A Ready target makes no PUT, so it is never read again.
+    let attached = attached("h1");
+    let mut o = observed(&attached, Some(present(true, "Succeeded")));
+    o.preflight = PreflightView {
+        applies: true,
+        mode: PreflightMode::Enforce,
+    };
+    assert!(matches!(plan(&o), Decision::InSync(_)));
 }

@@ -11,8 +11,8 @@ use crate::controller::connect::workspace_ref;
 use crate::controller::error::chain;
 use crate::controller::plan::{AttachCause, Decision};
 use crate::controller::secrets::{Credential, not_opted_in_message};
-use crate::controller::settle::{DEFAULT_POLL, Outcome, PutAnswer};
-use crate::controller::target::{AttachTarget, BuildError, attach_body};
+use crate::controller::settle::{DEFAULT_POLL, Outcome, PreflightResult, PutAnswer};
+use crate::controller::target::{AttachTarget, BuildError, PreflightRead, attach_body};
 
 use super::Pass;
 use super::observe::{azure_view, summarize};
@@ -76,6 +76,10 @@ impl<K: AttachTarget> Pass<'_, K> {
             },
             Decision::Poll(op) => self.poll(&arm, op).await,
             Decision::Attach { cause } => self.attach(&arm, &wsr, cause).await,
+            Decision::Preflight => match self.preflight(&arm).await {
+                Ok(result) => Outcome::Preflight(result),
+                Err(e) => Outcome::ArmFailed(e),
+            },
             Decision::Detach { reattach } => match arm.detach_compute(&wsr, name).await {
                 Ok(outcome) => Outcome::Detach { reattach, outcome },
                 Err(e) => Outcome::ArmFailed(e),
@@ -184,6 +188,43 @@ impl<K: AttachTarget> Pass<'_, K> {
                 ..
             } => PutAnswer::NoOperation { retry_after },
         }
+    }
+}
+
+impl<K: AttachTarget> Pass<'_, K> {
+    /// Rule 13: the reads of the underlying resource, through the same throttled client, and
+    /// the pure checks of `azure::prerequisites`.
+    async fn preflight(&self, arm: &crate::azure::ArmClient) -> Result<PreflightResult, ArmError> {
+        use crate::azure::prerequisites as check;
+        let Some(read) = self.obj.preflight_read() else {
+            return Ok(PreflightResult::Passed);
+        };
+        let outcome = |r: Result<(), crate::azure::Unmet>| match r {
+            Ok(()) => PreflightResult::Passed,
+            Err(u) => PreflightResult::Unmet(u),
+        };
+        let missing = |what: &str, id: &str| PreflightResult::NotFound(format!("{what} {id}"));
+        Ok(match read {
+            PreflightRead::VirtualMachine(id) => match arm.get_vm_with_network(&id).await? {
+                None => missing("the virtual machine", &id),
+                Some(v) => outcome(check::vm_check(&v.vm, v.nic.as_ref(), v.public_ip.as_ref())),
+            },
+            PreflightRead::HdInsight(id) => match arm.get_hdinsight_cluster(&id).await? {
+                None => missing("the HDInsight cluster", &id),
+                Some(c) => outcome(check::hdinsight_check(&c)),
+            },
+            PreflightRead::Kubernetes(id) => match arm.get_kubernetes_cluster(&id).await? {
+                None => missing("the Kubernetes cluster", &id),
+                Some(_) => match arm.list_cluster_extensions(&id).await? {
+                    None => missing("the Kubernetes cluster", &id),
+                    Some(extensions) => outcome(check::kubernetes_check(&id, &extensions)),
+                },
+            },
+            PreflightRead::SynapsePool(id) => match arm.get_synapse_pool(&id).await? {
+                None => missing("the Synapse Spark pool", &id),
+                Some(p) => outcome(check::synapse_pool_check(&p)),
+            },
+        })
     }
 }
 

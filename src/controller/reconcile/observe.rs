@@ -14,7 +14,8 @@ use crate::controller::conditions::Reason;
 use crate::controller::context::Context;
 use crate::controller::error::Error;
 use crate::controller::plan::{
-    AzureView, ClaimState, ComputeSummary, ConnectionView, SecretState, WorkspaceState,
+    AzureView, ClaimState, ComputeSummary, ConnectionView, PreflightView, SecretState,
+    WorkspaceState,
 };
 use crate::controller::secrets::Credential;
 use crate::controller::target::{AttachTarget, Underlying, compute_address};
@@ -30,6 +31,7 @@ pub(super) struct Seen {
     pub secret_rv: Option<String>,
     pub azure: Option<crate::controller::plan::AzureView>,
     pub connection: ConnectionView,
+    pub preflight: PreflightView,
 }
 
 impl Seen {
@@ -83,6 +85,10 @@ impl Seen {
             secret_rv,
             azure: None,
             connection: ConnectionView { wanted, in_place },
+            preflight: PreflightView {
+                applies: obj.preflight_read().is_some(),
+                mode: obj.common().preflight,
+            },
         })
     }
 }

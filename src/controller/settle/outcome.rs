@@ -88,8 +88,21 @@ pub enum Outcome {
         /// What happened.
         result: ConnectionResult,
     },
+    /// What preflight found (rule 13).
+    Preflight(PreflightResult),
     /// Any other ARM failure of the step's call.
     ArmFailed(ArmError),
+}
+
+/// What preflight's reads found.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PreflightResult {
+    /// Every prerequisite is met.
+    Passed,
+    /// The underlying resource does not exist (the message names it).
+    NotFound(String),
+    /// A prerequisite is not met.
+    Unmet(crate::azure::Unmet),
 }
 
 /// Azure's answer to an accepted PUT.
@@ -197,6 +210,8 @@ pub struct Facts<'a> {
     pub deleting: bool,
     /// The fingerprint an attach pushes now.
     pub desired_hash: &'a str,
+    /// `spec.preflight`.
+    pub preflight: crate::api::PreflightMode,
     /// The credential Secret's resourceVersion, when the kind reads one.
     pub secret_rv: Option<&'a str>,
     /// Resync period.

@@ -25,6 +25,7 @@ fn facts(old: &TargetStatus) -> Facts<'_> {
         compute_type: ComputeType::VirtualMachine,
         deleting: false,
         desired_hash: "h1",
+        preflight: crate::api::PreflightMode::Enforce,
         secret_rv: Some("42"),
         resync: RESYNC,
         now: time(1_000),
@@ -598,4 +599,75 @@ fn a_workspace_that_cannot_connect_names_the_cause() {
     assert_eq!(ready(&s.status).1, "WorkspaceNotReady");
     let message = &s.status.ready().expect("ready").message;
     assert!(message.contains("credential is unusable"), "{message}");
+}
+
+#[test]
+fn rule13_preflight_outcomes_by_mode() {
+    use crate::api::PreflightMode;
+    use crate::azure::Unmet;
+    let old = TargetStatus::default();
+    let unmet = || {
+        PreflightResult::Unmet(Unmet {
+            fact: "the VM runs Windows".into(),
+            remedy: "attach a Linux VM".into(),
+        })
+    };
+    // Passed: remembered for this configuration; plan again (it attaches).
+    let s = run(&old, Outcome::Preflight(PreflightResult::Passed));
+    assert_eq!(s.status.preflight_hash.as_deref(), Some("h1"));
+    assert_eq!(s.next, Next::Replan(Learned::Nothing));
+    assert!(s.events.is_empty());
+
+    // Enforce: no PUT, a Warning, re-checked at resync.
+    for (result, reason) in [
+        (unmet(), "PrerequisiteNotMet"),
+        (
+            PreflightResult::NotFound("the virtual machine /x".into()),
+            "ResourceNotFound",
+        ),
+    ] {
+        let s = run(&old, Outcome::Preflight(result));
+        assert_eq!(ready(&s.status), ("False", reason));
+        assert_eq!(s.status.preflight_hash, None, "checked again next time");
+        assert_eq!(s.next, Next::After(RESYNC));
+        assert_eq!(event_reasons(&s), [reason]);
+    }
+    let s = run(&old, Outcome::Preflight(unmet()));
+    let message = &s.status.ready().expect("ready").message;
+    assert!(
+        message.contains("Windows") && message.contains("preflight: Warn"),
+        "{message}"
+    );
+
+    // Warn: the Preflight condition, and the attach goes ahead; it survives later steps.
+    let f = Facts {
+        preflight: PreflightMode::Warn,
+        ..facts(&old)
+    };
+    let s = settle(&f, old.clone(), Outcome::Preflight(unmet()));
+    assert_eq!(s.status.preflight_hash.as_deref(), Some("h1"));
+    assert_eq!(s.next, Next::Replan(Learned::Nothing));
+    let pre = s
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == PREFLIGHT)
+        .expect("a Preflight condition");
+    assert_eq!(
+        (pre.status.as_str(), pre.reason.as_str()),
+        ("False", "PrerequisiteNotMet")
+    );
+    let after = settle(
+        &f,
+        s.status.clone(),
+        Outcome::Put {
+            cause: AttachCause::Initial,
+            answer: PutAnswer::Operation {
+                url: "https://management.azure.com/op/9".into(),
+                retry_after: None,
+            },
+        },
+    );
+    assert!(after.status.conditions.iter().any(|c| c.type_ == PREFLIGHT));
+    assert_eq!(ready(&after.status).1, "Attaching");
 }
