@@ -351,7 +351,7 @@ async fn helm_install_runs_the_image_on_a_kubelet_and_attaches_the_samples() {
     );
     assert_eq!(crds.matches("attach.azureml.io").count(), 8, "{crds}");
     let states = ready_states(env);
-    assert_eq!(states.len(), 7, "workspaces and targets stay: {states:?}");
+    assert_eq!(states.len(), 9, "workspaces and targets stay: {states:?}");
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(
         computes_before,
