@@ -186,7 +186,6 @@ async fn reconcile_inner<K: AttachTarget>(
         compute_id: workspace
             .as_deref()
             .map(|w| workspace_ref(w).compute_id(&compute_name)),
-        compute_type: K::compute_type(),
         deleting,
         desired_hash: &desired_hash,
         preflight: obj.common().preflight,

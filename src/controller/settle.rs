@@ -9,7 +9,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::api::{OperationKind, PendingOperation, ProvisioningError, TargetStatus};
 use crate::azure::ArmError;
-use crate::azure::models::ComputeType;
 use crate::controller::conditions::{Reason, set_ready};
 use crate::controller::error::chain;
 use crate::controller::events::EventReason;
@@ -92,12 +91,13 @@ impl Settling<'_, '_> {
             }
             Outcome::Polled { op, status } => self.polled(op, status),
             Outcome::Put { cause, answer } => self.put(cause, answer),
-            Outcome::PutRefused { code, message } => {
+            Outcome::PutRefused {
+                type_refused,
+                message,
+            } => {
                 // Permanent for this configuration: remember it so it is not PUT again (rule 11).
                 self.out.status.rejected_config_hash = Some(self.f.desired_hash.to_owned());
-                let refused_type = self.f.compute_type == ComputeType::Batch
-                    || code.is_some_and(|c| c.to_ascii_lowercase().contains("computetype"));
-                let reason = if refused_type {
+                let reason = if type_refused {
                     Reason::ComputeTypeRefused
                 } else {
                     Reason::InvalidSpec

@@ -235,6 +235,12 @@ pub trait AttachTarget:
         out
     }
 
+    /// Whether Azure's 400 to a PUT (with this error code) refuses the compute type itself
+    /// (`ComputeTypeRefused`) rather than this spec (`InvalidSpec`).
+    fn refuses_type(code: Option<&str>) -> bool {
+        code.is_some_and(|c| c.to_ascii_lowercase().contains("computetype"))
+    }
+
     /// What preflight reads of the underlying resource before the first PUT, if anything.
     fn preflight_read(&self) -> Option<PreflightRead> {
         None

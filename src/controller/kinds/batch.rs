@@ -23,6 +23,11 @@ impl AttachTarget for BatchTarget {
         None
     }
 
+    /// `Batch` is in no published spec: any 400 to it is read as the type being refused.
+    fn refuses_type(_code: Option<&str>) -> bool {
+        true
+    }
+
     fn attach_fingerprint(&self) -> serde_json::Value {
         json!({ "resourceId": self.spec.resource_id })
     }

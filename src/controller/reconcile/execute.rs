@@ -167,7 +167,7 @@ impl<K: AttachTarget> Pass<'_, K> {
                 answer: self.answer(lro),
             },
             Err(e) if e.kind() == ArmErrorKind::BadRequest => Outcome::PutRefused {
-                code: e.code().map(str::to_owned),
+                type_refused: K::refuses_type(e.code()),
                 message: chain(&e),
             },
             Err(e) => Outcome::ArmFailed(e),

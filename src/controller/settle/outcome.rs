@@ -6,7 +6,7 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::api::{PendingOperation, TargetStatus};
-use crate::azure::models::{ComputeType, OperationStatus};
+use crate::azure::models::OperationStatus;
 use crate::azure::{ArmError, DetachOutcome};
 use crate::controller::conditions::Reason;
 use crate::controller::connect::ConnectError;
@@ -63,8 +63,8 @@ pub enum Outcome {
     },
     /// Azure refused the PUT body (400): permanent for this configuration (rule 11).
     PutRefused {
-        /// Azure's error code.
-        code: Option<String>,
+        /// The kind reads it as its compute type being refused (`AttachTarget::refuses_type`).
+        type_refused: bool,
         /// The error, for the condition.
         message: String,
     },
@@ -204,8 +204,6 @@ pub struct Facts<'a> {
     pub compute_name: &'a str,
     /// Its ARM id, when the workspace is known.
     pub compute_id: Option<String>,
-    /// The kind's computeType.
-    pub compute_type: ComputeType,
     /// The object is being deleted.
     pub deleting: bool,
     /// The fingerprint an attach pushes now.

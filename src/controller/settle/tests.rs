@@ -22,7 +22,6 @@ fn facts(old: &TargetStatus) -> Facts<'_> {
         generation: Some(3),
         compute_name: NAME,
         compute_id: Some(ID.to_owned()),
-        compute_type: ComputeType::VirtualMachine,
         deleting: false,
         desired_hash: "h1",
         preflight: crate::api::PreflightMode::Enforce,
@@ -154,26 +153,23 @@ fn rule6_an_operation_url_is_persisted_and_polled_after_retry_after() {
 
 #[test]
 fn rule11_a_refused_put_is_remembered_and_classified() {
+    use crate::api::{BatchTarget, RemoteVmTarget};
+    use crate::controller::target::AttachTarget;
     let old = TargetStatus::default();
+    // How a 400 is read is the kind's (`AttachTarget::refuses_type`); settle only applies it.
     let table = [
-        (ComputeType::VirtualMachine, None, Reason::InvalidSpec),
+        (RemoteVmTarget::refuses_type(None), Reason::InvalidSpec),
         (
-            ComputeType::VirtualMachine,
-            Some("InvalidComputeType"),
+            RemoteVmTarget::refuses_type(Some("InvalidComputeType")),
             Reason::ComputeTypeRefused,
         ),
-        (ComputeType::Batch, None, Reason::ComputeTypeRefused),
+        (BatchTarget::refuses_type(None), Reason::ComputeTypeRefused),
     ];
-    for (compute_type, code, reason) in table {
-        let f = Facts {
-            compute_type,
-            ..facts(&old)
-        };
-        let s = settle(
-            &f,
-            old.clone(),
+    for (type_refused, reason) in table {
+        let s = run(
+            &old,
             Outcome::PutRefused {
-                code: code.map(str::to_owned),
+                type_refused,
                 message: "Compute_CreateOrUpdate: rejected with HTTP 400".into(),
             },
         );
