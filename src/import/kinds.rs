@@ -17,9 +17,13 @@ use crate::api::{
     LocalSecretRef, PreflightMode, RemoteVmTarget, RemoteVmTargetSpec, SecretKeyRef,
     SshCredentials, WorkspaceRef, default_ssh_port,
 };
+use crate::api::{
+    ComputeIdentity, IdentityType, InstanceTypeResourcesSpec, InstanceTypeSpec, KubernetesTarget,
+    KubernetesTargetSpec, SynapseSparkTarget, SynapseSparkTargetSpec,
+};
 use crate::azure::models::{
     AdministratorAccount, ComputeProperties, ComputeResource, ComputeType,
-    DataLakeAnalyticsProperties, DatabricksProperties, HdInsightProperties,
+    DataLakeAnalyticsProperties, DatabricksProperties, HdInsightProperties, KubernetesProperties,
     VirtualMachineProperties,
 };
 use crate::controller::target::Underlying;
@@ -65,6 +69,8 @@ pub(super) fn import(
         Some(ComputeType::Databricks) => databricks(compute, shared),
         Some(ComputeType::DataLakeAnalytics) => data_lake_analytics(compute, shared),
         Some(ComputeType::Batch) => batch(compute, shared),
+        Some(ComputeType::Kubernetes) => kubernetes(compute, shared),
+        Some(ComputeType::SynapseSpark) => synapse_spark(compute, shared),
         _ => Err(SkipReason::UnknownType),
     }
 }
@@ -356,6 +362,118 @@ fn data_lake_analytics(compute: &ComputeResource, s: Shared<'_>) -> Result<Impor
         target: s.object(DataLakeAnalyticsTarget::new(s.object, spec)),
         secret: None,
         comments,
+        claim_key,
+    })
+}
+
+/// The compute's identity, in the two forms the CRD accepts (anything else is left out).
+fn identity_of(compute: &ComputeResource) -> Option<ComputeIdentity> {
+    let identity = compute.identity.as_ref()?;
+    let ids: Vec<String> = identity
+        .user_assigned_identities
+        .iter()
+        .flat_map(|m| m.keys().cloned())
+        .collect();
+    match identity.identity_type.as_str() {
+        "SystemAssigned" => Some(ComputeIdentity {
+            type_: IdentityType::SystemAssigned,
+            user_assigned_identities: None,
+        }),
+        "UserAssigned" if !ids.is_empty() => Some(ComputeIdentity {
+            type_: IdentityType::UserAssigned,
+            user_assigned_identities: Some(ids),
+        }),
+        _ => None,
+    }
+}
+
+/// Inverse of `KubernetesTarget::build_properties`: the cluster, namespace and instance types.
+fn kubernetes(compute: &ComputeResource, s: Shared<'_>) -> Result<Imported, SkipReason> {
+    let resource_id = resource_id_of(compute, "Microsoft.ContainerService", "managedClusters")
+        .or_else(|| resource_id_of(compute, "Microsoft.Kubernetes", "connectedClusters"));
+    let resource_id = match (compute.resource_id(), resource_id) {
+        (None | Some(""), _) => {
+            return Err(SkipReason::NoUnderlyingResource("no properties.resourceId"));
+        }
+        (_, None) => return Err(SkipReason::WrongResource("an AKS or Arc-enabled cluster")),
+        (_, Some(id)) => id,
+    };
+    let props: Option<&KubernetesProperties> = typed(compute, |p| match p {
+        ComputeProperties::Kubernetes(v) => Some(v),
+        _ => None,
+    });
+    let instance_types = props.and_then(|p| p.instance_types.as_ref()).map(|types| {
+        types
+            .iter()
+            .map(|(name, t)| {
+                let spec = InstanceTypeSpec {
+                    node_selector: t.node_selector.clone(),
+                    resources: t.resources.as_ref().map(|r| InstanceTypeResourcesSpec {
+                        requests: r.requests.clone(),
+                        limits: r.limits.clone(),
+                    }),
+                };
+                (name.clone(), spec)
+            })
+            .collect()
+    });
+    let claim_key = Underlying::ResourceId(resource_id.clone()).claim_key();
+    let spec = KubernetesTargetSpec {
+        workspace_ref: s.workspace_ref(),
+        compute_name: s.compute_name.clone(),
+        resource_id,
+        namespace: props
+            .and_then(|p| non_empty(&p.namespace))
+            .unwrap_or_else(|| "default".to_owned()),
+        default_instance_type: props.and_then(|p| non_empty(&p.default_instance_type)),
+        instance_types,
+        identity: identity_of(compute),
+        deletion_policy: DeletionPolicy::default(),
+        preflight: PreflightMode::default(),
+        write_connection_secret_to_ref: None,
+    };
+    Ok(Imported {
+        target: s.object(KubernetesTarget::new(s.object, spec)),
+        secret: None,
+        comments: Vec::new(),
+        claim_key,
+    })
+}
+
+/// Inverse of `SynapseSparkTarget::build_properties`: the pool (and the identity).
+fn synapse_spark(compute: &ComputeResource, s: Shared<'_>) -> Result<Imported, SkipReason> {
+    let id = match compute.resource_id() {
+        None | Some("") => {
+            return Err(SkipReason::NoUnderlyingResource("no properties.resourceId"));
+        }
+        Some(id) => id.trim().trim_end_matches('/'),
+    };
+    let parts: Vec<&str> = id.split('/').collect();
+    let is_pool = parts.len() == 11
+        && parts[1].eq_ignore_ascii_case("subscriptions")
+        && is_guid(parts[2])
+        && parts[3].eq_ignore_ascii_case("resourceGroups")
+        && parts[6].eq_ignore_ascii_case("Microsoft.Synapse")
+        && parts[7].eq_ignore_ascii_case("workspaces")
+        && parts[9].eq_ignore_ascii_case("bigDataPools");
+    if !is_pool {
+        return Err(SkipReason::WrongResource("a Synapse Spark pool"));
+    }
+    let resource_id = id.to_owned();
+    let claim_key = Underlying::ResourceId(resource_id.clone()).claim_key();
+    let spec = SynapseSparkTargetSpec {
+        workspace_ref: s.workspace_ref(),
+        compute_name: s.compute_name.clone(),
+        resource_id,
+        identity: identity_of(compute),
+        deletion_policy: DeletionPolicy::default(),
+        preflight: PreflightMode::default(),
+        write_connection_secret_to_ref: None,
+    };
+    Ok(Imported {
+        target: s.object(SynapseSparkTarget::new(s.object, spec)),
+        secret: None,
+        comments: Vec::new(),
         claim_key,
     })
 }

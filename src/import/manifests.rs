@@ -53,7 +53,7 @@ pub struct Skipped {
 /// Why a compute is not in the output.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SkipReason {
-    /// A type Azure ML manages (AmlCompute, ComputeInstance, Kubernetes, SynapseSpark, …).
+    /// A type Azure ML manages, or not attached (AmlCompute, ComputeInstance, AKS inference, …).
     #[error("not attachable by this operator (yet)")]
     NotAttachable,
     /// A type this version does not know.
@@ -316,11 +316,11 @@ fn supported(compute_type: &ComputeType) -> Result<(), SkipReason> {
         | ComputeType::HdInsight
         | ComputeType::Batch
         | ComputeType::Databricks
-        | ComputeType::DataLakeAnalytics => Ok(()),
+        | ComputeType::DataLakeAnalytics
+        | ComputeType::Kubernetes
+        | ComputeType::SynapseSpark => Ok(()),
         ComputeType::AmlCompute
         | ComputeType::ComputeInstance
-        | ComputeType::Kubernetes
-        | ComputeType::SynapseSpark
         | ComputeType::Aks
         | ComputeType::DataFactory => Err(SkipReason::NotAttachable),
         ComputeType::Other(_) => Err(SkipReason::UnknownType),
