@@ -213,12 +213,10 @@ impl<K: AttachTarget> Pass<'_, K> {
                 None => missing("the HDInsight cluster", &id),
                 Some(c) => outcome(check::hdinsight_check(&c)),
             },
-            PreflightRead::Kubernetes(id) => match arm.get_kubernetes_cluster(&id).await? {
+            // The extensions LIST answers 404 for a missing cluster: one read, not two.
+            PreflightRead::Kubernetes(id) => match arm.list_cluster_extensions(&id).await? {
                 None => missing("the Kubernetes cluster", &id),
-                Some(_) => match arm.list_cluster_extensions(&id).await? {
-                    None => missing("the Kubernetes cluster", &id),
-                    Some(extensions) => outcome(check::kubernetes_check(&id, &extensions)),
-                },
+                Some(extensions) => outcome(check::kubernetes_check(&id, &extensions)),
             },
             PreflightRead::SynapsePool(id) => match arm.get_synapse_pool(&id).await? {
                 None => missing("the Synapse Spark pool", &id),
