@@ -7,13 +7,12 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use azureml_attach::api::{
-    BatchTarget, DataLakeAnalyticsTarget, DatabricksTarget, HdInsightTarget, KubernetesTarget,
-    RemoteVmTarget, SynapseSparkTarget,
-};
+use azureml_attach::api::TargetCommon;
+use azureml_attach::controller::kinds::{KindVisitor, for_each_kind};
 use azureml_attach::controller::target::{AttachTarget, SecretData, attach_body};
 use azureml_emulator::validate::{Options, Specs};
 use k8s_openapi::ByteString;
+use kube::CustomResourceExt;
 use serde_json::Value;
 
 fn repo() -> PathBuf {
@@ -110,32 +109,72 @@ fn compare(golden: &Path, actual: &str) {
     );
 }
 
+/// The spec fields of `K` outside [`TargetCommon`], as the CRD shows them to users.
+fn own_fields<K: CustomResourceExt>() -> Vec<String> {
+    let crd = K::crd();
+    let schema = crd.spec.versions[0]
+        .schema
+        .as_ref()
+        .and_then(|s| s.open_api_v3_schema.as_ref())
+        .expect("a schema");
+    let spec = &schema.properties.as_ref().expect("properties")["spec"];
+    let mut fields: Vec<String> = spec
+        .properties
+        .as_ref()
+        .expect("spec properties")
+        .keys()
+        .filter(|k| !TargetCommon::FIELDS.contains(&k.as_str()))
+        .cloned()
+        .collect();
+    fields.sort();
+    fields
+}
+
+/// Runs the checks for every kind of the registry.
+struct EveryKind {
+    docs: Vec<Value>,
+    secrets: BTreeMap<String, SecretData>,
+    seen: Vec<(&'static str, usize)>,
+}
+
+impl KindVisitor for EveryKind {
+    fn visit<K: AttachTarget + CustomResourceExt + Unpin>(&mut self) {
+        let n = check::<K>(&self.docs, &self.secrets);
+        self.seen.push((K::KIND, n));
+        // The fingerprint covers exactly the kind's own spec: a field added to a kind and
+        // forgotten in `attach_fingerprint` would never re-attach when it changes.
+        for doc in self.docs.iter().filter(|d| d["kind"] == K::KIND) {
+            let obj: K = serde_json::from_value(doc.clone()).expect("sample parses as its kind");
+            let print = obj.attach_fingerprint();
+            let mut keys: Vec<String> = print
+                .as_object()
+                .expect("a fingerprint is an object")
+                .keys()
+                .cloned()
+                .collect();
+            keys.sort();
+            assert_eq!(
+                keys,
+                own_fields::<K>(),
+                "{}: attach_fingerprint must hash the kind's own spec fields, all of them",
+                K::KIND
+            );
+        }
+    }
+}
+
 #[test]
-fn every_sample_target_puts_its_golden_body() {
+fn every_sample_target_puts_its_golden_body_and_its_fingerprint_covers_its_own_spec() {
     let docs = sample_documents();
     let secrets = secrets(&docs);
-    let counts = [
-        ("RemoteVmTarget", check::<RemoteVmTarget>(&docs, &secrets)),
-        ("HdInsightTarget", check::<HdInsightTarget>(&docs, &secrets)),
-        ("BatchTarget", check::<BatchTarget>(&docs, &secrets)),
-        (
-            "DatabricksTarget",
-            check::<DatabricksTarget>(&docs, &secrets),
-        ),
-        (
-            "DataLakeAnalyticsTarget",
-            check::<DataLakeAnalyticsTarget>(&docs, &secrets),
-        ),
-        (
-            "KubernetesTarget",
-            check::<KubernetesTarget>(&docs, &secrets),
-        ),
-        (
-            "SynapseSparkTarget",
-            check::<SynapseSparkTarget>(&docs, &secrets),
-        ),
-    ];
-    for (kind, n) in counts {
+    let mut every = EveryKind {
+        docs,
+        secrets,
+        seen: Vec::new(),
+    };
+    for_each_kind(&mut every);
+    assert!(!every.seen.is_empty(), "the registry has no kinds");
+    for (kind, n) in every.seen {
         assert!(n > 0, "no sample of {kind} in deploy/samples");
     }
 }

@@ -969,18 +969,11 @@ fn every_sample_is_accepted_by_the_api_server() {
         cmd.arg("-f").arg(file);
         run_ok(&format!("applying {}", file.display()), &mut cmd, None);
     }
-    for expected in [
-        "Namespace",
-        "Secret",
-        "MLWorkspace",
-        "RemoteVmTarget",
-        "HdInsightTarget",
-        "BatchTarget",
-        "DatabricksTarget",
-        "DataLakeAnalyticsTarget",
-        "KubernetesTarget",
-        "SynapseSparkTarget",
-    ] {
+    let target_kinds = azureml_attach::controller::kinds::target_kinds();
+    for expected in ["Namespace", "Secret", "MLWorkspace"]
+        .into_iter()
+        .chain(target_kinds.iter().map(|k| k.kind))
+    {
         assert!(
             kinds.contains(expected),
             "no {expected} in deploy/samples/ (have {kinds:?})"

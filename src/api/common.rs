@@ -45,6 +45,66 @@ pub fn is_valid_compute_name(name: &str) -> bool {
     len_ok && first_ok && chars_ok && !ends_dash_digits
 }
 
+/// The fields every target kind has, composed into each kind's spec with `#[serde(flatten)]`
+/// (by `target_crd!`): a user sees them beside the kind's own fields, as one flat `spec`.
+/// Nothing here is sent to Azure except the compute name; none of it is in the fingerprint.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetCommon {
+    /// The MLWorkspace (same namespace) to attach to. Immutable.
+    #[x_kube(validation = Rule::new("self == oldSelf").message("spec.workspaceRef is immutable: delete the target and create a new one"))]
+    pub workspace_ref: WorkspaceRef,
+    /// Compute name in the workspace; defaults to metadata.name. Azure's rule: 3-24 letters,
+    /// digits or '-', starting with a letter, not ending in -<digits>. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(
+        validation = Rule::new("self.matches('^[a-zA-Z][a-zA-Z0-9-]{2,23}$') && !self.matches('-[0-9]+$')").message("spec.computeName must be 3-24 letters, digits or '-', start with a letter and not end in -<digits>"),
+        validation = Rule::new("self == oldSelf").message("spec.computeName is immutable: delete the target and create a new one")
+    )]
+    #[schemars(length(max = 24))]
+    pub compute_name: Option<String>,
+    /// Detach (default) or Orphan when this object is deleted. Never deletes the underlying resource.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+    /// Check the underlying resource's prerequisites before the first PUT: Enforce
+    /// (default: a failed check stops the attach), Warn (report it and attach) or Skip.
+    #[serde(default, skip_serializing_if = "PreflightMode::is_default")]
+    pub preflight: PreflightMode,
+    /// Optional Secret to write with the attachment's ids and the keys Azure returns (listKeys).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_connection_secret_to_ref: Option<ConnectionSecretRef>,
+}
+
+impl TargetCommon {
+    /// The shared fields of a target in `workspace`, every other field at its default.
+    pub fn new(workspace: &str) -> Self {
+        Self {
+            workspace_ref: WorkspaceRef {
+                name: workspace.to_owned(),
+            },
+            compute_name: None,
+            deletion_policy: DeletionPolicy::default(),
+            preflight: PreflightMode::default(),
+            write_connection_secret_to_ref: None,
+        }
+    }
+
+    /// The JSON names of these fields in a spec (what a kind's fingerprint leaves out).
+    pub const FIELDS: [&'static str; 5] = [
+        "workspaceRef",
+        "computeName",
+        "deletionPolicy",
+        "preflight",
+        "writeConnectionSecretToRef",
+    ];
+}
+
+/// A target spec: the shared fields plus the kind's own (implemented by `target_crd!`).
+pub trait TargetSpec {
+    /// The shared fields.
+    fn common(&self) -> &TargetCommon;
+}
+
 /// A reference to the `MLWorkspace` (in the same namespace) that the target attaches to.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 pub struct WorkspaceRef {

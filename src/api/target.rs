@@ -1,10 +1,9 @@
 //! The shape every target kind shares, written once.
 //!
 //! `target_crd!` wraps a kind's spec: it adds the CRD attributes every target has (group,
-//! version, status, category, printer columns, the compute-name rules) and the fields every
-//! target has (`workspaceRef` and `computeName` first, `deletionPolicy` and
-//! `writeConnectionSecretToRef` last) around the kind's own fields. A new kind is its own
-//! fields and documentation, in its own small file.
+//! version, status, category, printer columns, the compute-name rules) and composes the fields
+//! every target has ([`TargetCommon`](crate::api::TargetCommon), `#[serde(flatten)]`) with the
+//! kind's own fields. A new kind is its own fields and documentation, in its own small file.
 
 /// Declares a target kind. See the module documentation.
 macro_rules! target_crd {
@@ -51,29 +50,17 @@ macro_rules! target_crd {
         #[serde(rename_all = "camelCase")]
         $(#[$smeta])*
         pub struct $spec {
-            /// The MLWorkspace (same namespace) to attach to. Immutable.
-            #[x_kube(validation = Rule::new("self == oldSelf").message("spec.workspaceRef is immutable: delete the target and create a new one"))]
-            pub workspace_ref: $crate::api::common::WorkspaceRef,
-            /// Compute name in the workspace; defaults to metadata.name. Azure's rule: 3-24 letters,
-            /// digits or '-', starting with a letter, not ending in -<digits>. Immutable.
-            #[serde(default, skip_serializing_if = "Option::is_none")]
-            #[x_kube(
-                validation = Rule::new("self.matches('^[a-zA-Z][a-zA-Z0-9-]{2,23}$') && !self.matches('-[0-9]+$')").message("spec.computeName must be 3-24 letters, digits or '-', start with a letter and not end in -<digits>"),
-                validation = Rule::new("self == oldSelf").message("spec.computeName is immutable: delete the target and create a new one")
-            )]
-            #[schemars(length(max = 24))]
-            pub compute_name: Option<String>,
+            /// The fields every target has (workspaceRef, computeName, deletionPolicy,
+            /// preflight, writeConnectionSecretToRef), flattened into the spec.
+            #[serde(flatten)]
+            pub common: $crate::api::common::TargetCommon,
             $($fields)*
-            /// Detach (default) or Orphan when this object is deleted. Never deletes the underlying resource.
-            #[serde(default)]
-            pub deletion_policy: $crate::api::common::DeletionPolicy,
-            /// Check the underlying resource's prerequisites before the first PUT: Enforce
-            /// (default: a failed check stops the attach), Warn (report it and attach) or Skip.
-            #[serde(default, skip_serializing_if = "crate::api::common::PreflightMode::is_default")]
-            pub preflight: $crate::api::common::PreflightMode,
-            /// Optional Secret to write with the attachment's ids and the keys Azure returns (listKeys).
-            #[serde(default, skip_serializing_if = "Option::is_none")]
-            pub write_connection_secret_to_ref: Option<$crate::api::common::ConnectionSecretRef>,
+        }
+
+        impl $crate::api::common::TargetSpec for $spec {
+            fn common(&self) -> &$crate::api::common::TargetCommon {
+                &self.common
+            }
         }
     };
 }

@@ -72,6 +72,14 @@ where
     }
 }
 
+/// `<what> in <namespace>` (or `in all namespaces`): a watch's name in logs.
+fn watch_name(what: &str, ns: Option<&str>) -> String {
+    match ns {
+        Some(ns) => format!("{what} in {ns}"),
+        None => format!("{what} in all namespaces"),
+    }
+}
+
 /// The watches of one namespace (or all) that several controllers share: credential Secrets
 /// (metadata only, opted-in ones only: rule 10 and 12) and MLWorkspaces.
 struct NamespaceWatches {
@@ -86,18 +94,24 @@ impl NamespaceWatches {
         let labelled = watcher::Config::default().labels(secrets::CREDENTIAL_SELECTOR);
         Self {
             // `Api<PartialObjectMeta<_>>` lists and watches metadata only: no data on the wire.
-            secrets: SharedWatch::new(watcher(
-                api_for::<PartialObjectMeta<Secret>>(client, ns),
-                labelled,
-            )),
-            connections: SharedWatch::new(watcher(
-                api_for::<PartialObjectMeta<Secret>>(client, ns),
-                watcher::Config::default().labels(secrets::CONNECTION_SELECTOR),
-            )),
-            workspaces: SharedWatch::new(watcher(
-                api_for::<MLWorkspace>(client, ns),
-                watcher::Config::default(),
-            )),
+            secrets: SharedWatch::new(
+                watch_name("credential secrets", ns),
+                watcher(api_for::<PartialObjectMeta<Secret>>(client, ns), labelled),
+            ),
+            connections: SharedWatch::new(
+                watch_name("connection secrets", ns),
+                watcher(
+                    api_for::<PartialObjectMeta<Secret>>(client, ns),
+                    watcher::Config::default().labels(secrets::CONNECTION_SELECTOR),
+                ),
+            ),
+            workspaces: SharedWatch::new(
+                watch_name("mlworkspaces", ns),
+                watcher(
+                    api_for::<MLWorkspace>(client, ns),
+                    watcher::Config::default(),
+                ),
+            ),
         }
     }
 }
@@ -110,8 +124,8 @@ struct Pending {
     starters: Vec<Starter>,
     /// Watches to drive (one per resource type and namespace).
     watches: Vec<Box<dyn FnOnce(Shutdown, Readiness) -> Runner + Send>>,
-    /// Every store a reconcile reads.
-    syncs: Vec<BoxFuture<'static, ()>>,
+    /// Every store a reconcile reads (by the watch's name).
+    syncs: Vec<(String, BoxFuture<'static, ()>)>,
 }
 
 impl Pending {
@@ -119,7 +133,8 @@ impl Pending {
     where
         K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + Send + Sync + 'static,
     {
-        self.syncs.push(watches::ready_of(&watch.store()));
+        self.syncs
+            .push((watch.name().to_owned(), watches::ready_of(&watch.store())));
         self.watches
             .push(Box::new(move |stop, health| watch.run(stop, health)));
     }
@@ -133,10 +148,10 @@ impl Pending {
         shared: &mut NamespaceWatches,
         settings: &ControllerSettings,
     ) {
-        let mut own = SharedWatch::new(watcher(
-            api_for::<K>(client, ns),
-            watcher::Config::default(),
-        ));
+        let mut own = SharedWatch::new(
+            watch_name(&K::plural(&()), ns),
+            watcher(api_for::<K>(client, ns), watcher::Config::default()),
+        );
         let store = own.store();
         let index = ClaimIndex::<K>::default();
         let (feed, listed) = (index.clone(), store.clone());
@@ -336,7 +351,7 @@ pub async fn run(
     let flag = readiness.clone();
     let became_ready = async move {
         tokio::select! {
-            _ = synced.wait() => {
+            _ = synced.wait_and_report(Duration::from_secs(15)) => {
                 tracing::info!("every watch has listed once: reconciling");
                 flag.set_ready(true);
             }

@@ -11,11 +11,12 @@ use std::fmt::Debug;
 use k8s_openapi::ByteString;
 use k8s_openapi::NamespaceResourceScope;
 use kube::Resource;
+use kube::core::object::{HasSpec, HasStatus};
 use secrecy::SecretString;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::api::{ConnectionSecretRef, DeletionPolicy, SshCredentials, TargetStatus, WorkspaceRef};
+use crate::api::{SshCredentials, TargetCommon, TargetSpec, TargetStatus};
 use crate::azure::models::{
     AdministratorAccount, Compute, ComputeProperties, ComputeResource, ComputeSecrets, ComputeType,
     ManagedServiceIdentity,
@@ -169,24 +170,11 @@ pub fn compute_address(compute: &ComputeResource) -> Option<&str> {
     }
 }
 
-/// The spec fields every kind shares.
-#[derive(Clone, Copy, Debug)]
-pub struct CommonSpec<'a> {
-    /// The MLWorkspace.
-    pub workspace_ref: &'a WorkspaceRef,
-    /// Explicit compute name.
-    pub compute_name: Option<&'a str>,
-    /// Detach or Orphan.
-    pub deletion_policy: DeletionPolicy,
-    /// Enforce, Warn or Skip.
-    pub preflight: crate::api::PreflightMode,
-    /// Connection Secret to write.
-    pub write_connection_secret_to_ref: Option<&'a ConnectionSecretRef>,
-}
-
 /// A compute target kind. Implemented once per kind in `controller/kinds/`.
 pub trait AttachTarget:
     Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + HasSpec<Spec: TargetSpec>
+    + HasStatus<Status = TargetStatus>
     + Clone
     + Debug
     + Serialize
@@ -202,10 +190,14 @@ pub trait AttachTarget:
     fn compute_type() -> ComputeType;
 
     /// The shared spec fields.
-    fn common(&self) -> CommonSpec<'_>;
+    fn common(&self) -> &TargetCommon {
+        self.spec().common()
+    }
 
     /// The status, if any.
-    fn target_status(&self) -> Option<&TargetStatus>;
+    fn target_status(&self) -> Option<&TargetStatus> {
+        self.status()
+    }
 
     /// The underlying resource this target attaches.
     fn underlying(&self) -> Underlying;
@@ -255,7 +247,7 @@ pub trait AttachTarget:
     fn compute_name(&self) -> String {
         self.common()
             .compute_name
-            .map(str::to_owned)
+            .clone()
             .unwrap_or_else(|| self.meta().name.clone().unwrap_or_default())
     }
 }

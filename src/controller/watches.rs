@@ -5,8 +5,10 @@
 //! each subscriber. Controllers read the store; their `watches_stream` triggers come from
 //! [`SharedWatch::subscribe`]. Nothing reconciles before [`Synced`] says every store listed once.
 
+use std::collections::BTreeSet;
 use std::fmt::Debug;
 use std::hash::Hash;
+use std::sync::{Arc, Mutex};
 
 use futures::channel::mpsc::{UnboundedSender, unbounded};
 use futures::future::{BoxFuture, Shared as SharedFuture};
@@ -24,6 +26,8 @@ where
     K: Lookup + Clone + 'static,
     K::DynamicType: Eq + Hash + Clone,
 {
+    /// `<plural> in <namespace>` (or `in all namespaces`), for logs.
+    name: String,
     store: Store<K>,
     writer: reflector::store::Writer<K>,
     events: BoxStream<'static, watcher::Result<watcher::Event<K>>>,
@@ -43,6 +47,7 @@ where
     /// off on errors by itself; managed fields are dropped before the store: the operator never
     /// reads them and they are most of an object's size.
     pub fn new(
+        name: String,
         events: impl Stream<Item = watcher::Result<watcher::Event<K>>> + Send + 'static,
     ) -> Self {
         let (store, writer) = reflector::store();
@@ -51,12 +56,18 @@ where
             .modify(|o: &mut K| o.meta_mut().managed_fields = None)
             .boxed();
         Self {
+            name,
             store,
             writer,
             events,
             subscribers: Vec::new(),
             hooks: Vec::new(),
         }
+    }
+
+    /// What this watch watches, for logs.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// The store this watch keeps current.
@@ -85,6 +96,7 @@ where
         health: Readiness,
     ) -> BoxFuture<'static, ()> {
         let Self {
+            name,
             writer,
             events,
             subscribers,
@@ -111,8 +123,9 @@ where
                         let _ = tx.unbounded_send(obj.clone());
                     }
                 }
-                // The watcher backs off and resumes by itself; the error is only logged.
-                Err(error) => tracing::debug!(%error, "watch error; retrying"),
+                // The watcher backs off (0.8 s doubling to 30 s) and resumes by itself. Said at
+                // WARN: a watch that keeps failing (RBAC, a missing CRD) stops reconciles.
+                Err(error) => tracing::warn!(watch = %name, %error, "watch error; retrying"),
             }
             std::future::ready(())
         });
@@ -128,33 +141,80 @@ where
 
 /// Resolves once every store it was given has listed once.
 #[derive(Clone)]
-pub struct Synced(SharedFuture<BoxFuture<'static, ()>>);
+pub struct Synced {
+    all: SharedFuture<BoxFuture<'static, ()>>,
+    /// The stores not listed yet, by name (for the log while waiting).
+    pending: Arc<Mutex<BTreeSet<String>>>,
+}
 
 impl Synced {
-    /// Waits for all of `waits` (each a store's `wait_until_ready`).
-    pub fn new(waits: Vec<BoxFuture<'static, ()>>) -> Self {
-        Self(
-            futures::future::join_all(waits)
-                .map(|_| ())
-                .boxed()
-                .shared(),
-        )
+    /// Waits for all of `waits` (each a store's name and its `wait_until_ready`).
+    pub fn new(waits: Vec<(String, BoxFuture<'static, ()>)>) -> Self {
+        let pending = Arc::new(Mutex::new(
+            waits
+                .iter()
+                .map(|(n, _)| n.clone())
+                .collect::<BTreeSet<_>>(),
+        ));
+        let each = waits.into_iter().map(|(name, wait)| {
+            let pending = pending.clone();
+            async move {
+                wait.await;
+                lock(&pending).remove(&name);
+            }
+        });
+        Self {
+            all: futures::future::join_all(each).map(|_| ()).boxed().shared(),
+            pending,
+        }
     }
 
     /// Already synced (for tests without stores).
     pub fn ready() -> Self {
-        Self(futures::future::ready(()).boxed().shared())
+        Self {
+            all: futures::future::ready(()).boxed().shared(),
+            pending: Arc::default(),
+        }
     }
 
     /// Waits until every store has synced.
     pub async fn wait(&self) {
-        self.0.clone().await;
+        self.all.clone().await;
     }
 
     /// Whether every store has synced.
     pub fn is_synced(&self) -> bool {
-        self.0.peek().is_some()
+        self.all.peek().is_some()
     }
+
+    /// The stores that have not listed yet.
+    pub fn pending(&self) -> Vec<String> {
+        lock(&self.pending).iter().cloned().collect()
+    }
+
+    /// Waits until every store has synced, saying every `every` which stores it still waits
+    /// for (a LIST that never answers would otherwise leave a silent, unready operator).
+    pub async fn wait_and_report(&self, every: std::time::Duration) {
+        let started = std::time::Instant::now();
+        loop {
+            tokio::select! {
+                () = self.wait() => return,
+                () = tokio::time::sleep(every) => {
+                    let pending = self.pending();
+                    tracing::warn!(
+                        waited_s = started.elapsed().as_secs(),
+                        pending = ?pending,
+                        "still waiting for the first list of {} watch(es): no reconcile before",
+                        pending.len()
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// A store's readiness as a future for [`Synced::new`].

@@ -13,9 +13,9 @@ use super::manifests::{SkipReason, one_line, secret_stub, to_value};
 use super::{PLACEHOLDER_PREFIX, SshLogin};
 use crate::api::{
     BatchTarget, BatchTargetSpec, DataLakeAnalyticsTarget, DataLakeAnalyticsTargetSpec,
-    DatabricksTarget, DatabricksTargetSpec, DeletionPolicy, HdInsightTarget, HdInsightTargetSpec,
-    LocalSecretRef, PreflightMode, RemoteVmTarget, RemoteVmTargetSpec, SecretKeyRef,
-    SshCredentials, WorkspaceRef, default_ssh_port,
+    DatabricksTarget, DatabricksTargetSpec, HdInsightTarget, HdInsightTargetSpec, LocalSecretRef,
+    RemoteVmTarget, RemoteVmTargetSpec, SecretKeyRef, SshCredentials, TargetCommon,
+    default_ssh_port,
 };
 use crate::api::{
     ComputeIdentity, IdentityType, InstanceTypeResourcesSpec, InstanceTypeSpec, KubernetesTarget,
@@ -82,9 +82,11 @@ struct Shared<'a> {
 }
 
 impl Shared<'_> {
-    fn workspace_ref(&self) -> WorkspaceRef {
-        WorkspaceRef {
-            name: self.ctx.workspace_object.to_owned(),
+    /// The shared fields: the workspace object, the compute name when it is not the object's.
+    fn common(&self) -> TargetCommon {
+        TargetCommon {
+            compute_name: self.compute_name.clone(),
+            ..TargetCommon::new(self.ctx.workspace_object)
         }
     }
 
@@ -219,15 +221,11 @@ fn remote_vm(compute: &ComputeResource, s: Shared<'_>) -> Result<Imported, SkipR
     let ssh_port = ssh_port(props.and_then(|p| p.ssh_port))?;
     let (credentials, secret) = s.ssh_secret(props.and_then(|p| p.administrator_account.as_ref()));
     let spec = RemoteVmTargetSpec {
-        workspace_ref: s.workspace_ref(),
-        compute_name: s.compute_name.clone(),
+        common: s.common(),
         resource_id,
         address,
         ssh_port,
         credentials,
-        deletion_policy: DeletionPolicy::default(),
-        preflight: PreflightMode::default(),
-        write_connection_secret_to_ref: None,
     };
     Ok(Imported {
         target: s.object(RemoteVmTarget::new(s.object, spec)),
@@ -266,15 +264,11 @@ fn hdinsight(compute: &ComputeResource, s: Shared<'_>) -> Result<Imported, SkipR
     let (credentials, secret) = s.ssh_secret(props.and_then(|p| p.administrator_account.as_ref()));
     let claim_key = Underlying::ResourceId(resource_id.clone()).claim_key();
     let spec = HdInsightTargetSpec {
-        workspace_ref: s.workspace_ref(),
-        compute_name: s.compute_name.clone(),
+        common: s.common(),
         resource_id,
         address,
         ssh_port,
         credentials,
-        deletion_policy: DeletionPolicy::default(),
-        preflight: PreflightMode::default(),
-        write_connection_secret_to_ref: None,
     };
     Ok(Imported {
         target: s.object(HdInsightTarget::new(s.object, spec)),
@@ -308,17 +302,13 @@ fn databricks(compute: &ComputeResource, s: Shared<'_>) -> Result<Imported, Skip
     );
     let claim_key = Underlying::ResourceId(resource_id.clone()).claim_key();
     let spec = DatabricksTargetSpec {
-        workspace_ref: s.workspace_ref(),
-        compute_name: s.compute_name.clone(),
+        common: s.common(),
         resource_id,
         workspace_url: props.and_then(|p| non_empty(&p.workspace_url)),
         access_token_secret_ref: SecretKeyRef {
             name: secret_name,
             key: "token".to_owned(),
         },
-        deletion_policy: DeletionPolicy::default(),
-        preflight: PreflightMode::default(),
-        write_connection_secret_to_ref: None,
     };
     Ok(Imported {
         target: s.object(DatabricksTarget::new(s.object, spec)),
@@ -351,12 +341,8 @@ fn data_lake_analytics(compute: &ComputeResource, s: Shared<'_>) -> Result<Impor
         .unwrap_or_default();
     let claim_key = Underlying::ResourceId(resource_id.clone()).claim_key();
     let spec = DataLakeAnalyticsTargetSpec {
-        workspace_ref: s.workspace_ref(),
-        compute_name: s.compute_name.clone(),
+        common: s.common(),
         resource_id,
-        deletion_policy: DeletionPolicy::default(),
-        preflight: PreflightMode::default(),
-        write_connection_secret_to_ref: None,
     };
     Ok(Imported {
         target: s.object(DataLakeAnalyticsTarget::new(s.object, spec)),
@@ -419,8 +405,7 @@ fn kubernetes(compute: &ComputeResource, s: Shared<'_>) -> Result<Imported, Skip
     });
     let claim_key = Underlying::ResourceId(resource_id.clone()).claim_key();
     let spec = KubernetesTargetSpec {
-        workspace_ref: s.workspace_ref(),
-        compute_name: s.compute_name.clone(),
+        common: s.common(),
         resource_id,
         namespace: props
             .and_then(|p| non_empty(&p.namespace))
@@ -428,9 +413,6 @@ fn kubernetes(compute: &ComputeResource, s: Shared<'_>) -> Result<Imported, Skip
         default_instance_type: props.and_then(|p| non_empty(&p.default_instance_type)),
         instance_types,
         identity: identity_of(compute),
-        deletion_policy: DeletionPolicy::default(),
-        preflight: PreflightMode::default(),
-        write_connection_secret_to_ref: None,
     };
     Ok(Imported {
         target: s.object(KubernetesTarget::new(s.object, spec)),
@@ -462,13 +444,9 @@ fn synapse_spark(compute: &ComputeResource, s: Shared<'_>) -> Result<Imported, S
     let resource_id = id.to_owned();
     let claim_key = Underlying::ResourceId(resource_id.clone()).claim_key();
     let spec = SynapseSparkTargetSpec {
-        workspace_ref: s.workspace_ref(),
-        compute_name: s.compute_name.clone(),
+        common: s.common(),
         resource_id,
         identity: identity_of(compute),
-        deletion_policy: DeletionPolicy::default(),
-        preflight: PreflightMode::default(),
-        write_connection_secret_to_ref: None,
     };
     Ok(Imported {
         target: s.object(SynapseSparkTarget::new(s.object, spec)),
@@ -488,12 +466,8 @@ fn batch(compute: &ComputeResource, s: Shared<'_>) -> Result<Imported, SkipReaso
     )?;
     let claim_key = Underlying::ResourceId(resource_id.clone()).claim_key();
     let spec = BatchTargetSpec {
-        workspace_ref: s.workspace_ref(),
-        compute_name: s.compute_name.clone(),
+        common: s.common(),
         resource_id,
-        deletion_policy: DeletionPolicy::default(),
-        preflight: PreflightMode::default(),
-        write_connection_secret_to_ref: None,
     };
     Ok(Imported {
         target: s.object(BatchTarget::new(s.object, spec)),

@@ -378,7 +378,7 @@ fn names_azure_accepts_and_kubernetes_does_not_get_a_compute_name() {
     );
     let vm: RemoteVmTarget = serde_yaml::from_value(out.targets()[0].object.clone()).unwrap();
     assert_eq!(vm.metadata.name.as_deref(), Some("gpu-box"));
-    assert_eq!(vm.spec.compute_name.as_deref(), Some("GPU-Box"));
+    assert_eq!(vm.spec.common.compute_name.as_deref(), Some("GPU-Box"));
     assert_eq!(vm.spec.credentials.secret_ref.name, "gpu-box-ssh");
     validate_cel(&vm).unwrap();
     // `dsvm-1` breaks today's compute-name rule (ends in -<digits>): the CRD would refuse it.

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use azureml_attach::api::TargetStatus;
+use azureml_attach::controller::target::AttachTarget;
 use azureml_emulator::{ControlClient, EmulatorConfig, EmulatorHandle};
 use kube::api::{DeleteParams, DynamicObject};
 use kube::{Api, Client, Resource};
@@ -371,34 +371,12 @@ impl Drop for Operator {
 /// The Ready condition (status, reason, message) of a target.
 pub async fn ready<K>(api: &Api<K>, name: &str) -> Option<(String, String, String)>
 where
-    K: Resource + Clone + DeserializeOwned + Debug + HasStatus,
+    K: AttachTarget,
 {
     let obj = api.get_opt(name).await.ok()??;
     let c = obj.target_status()?.ready()?.clone();
     Some((c.status, c.reason, c.message))
 }
-
-/// Access to the shared status in tests.
-pub trait HasStatus {
-    fn target_status(&self) -> Option<&TargetStatus>;
-}
-
-macro_rules! has_status {
-    ($($k:ty),*) => {$(
-        impl HasStatus for $k {
-            fn target_status(&self) -> Option<&TargetStatus> { self.status.as_ref() }
-        }
-    )*};
-}
-has_status!(
-    azureml_attach::api::RemoteVmTarget,
-    azureml_attach::api::HdInsightTarget,
-    azureml_attach::api::BatchTarget,
-    azureml_attach::api::DatabricksTarget,
-    azureml_attach::api::DataLakeAnalyticsTarget,
-    azureml_attach::api::KubernetesTarget,
-    azureml_attach::api::SynapseSparkTarget
-);
 
 /// Waits until the target's Ready reason is `reason`; panics with the last seen state and the
 /// operator's log on timeout.
@@ -410,7 +388,7 @@ pub async fn wait_reason<K>(
     op: &Operator,
 ) -> (String, String, String)
 where
-    K: Resource + Clone + DeserializeOwned + Debug + HasStatus,
+    K: AttachTarget,
 {
     let start = Instant::now();
     let mut last = None;

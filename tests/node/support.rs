@@ -24,15 +24,6 @@ pub const IMAGE_TAG: &str = "node-test";
 pub const SELECTOR: &str = "app.kubernetes.io/name=azureml-attach";
 pub const FEDERATED_CLIENT: &str = azureml_emulator::config::DEFAULT_FEDERATED_CLIENT_ID;
 pub const TENANT: &str = azureml_emulator::config::DEFAULT_TENANT;
-pub const TARGET_KINDS: [&str; 7] = [
-    "RemoteVmTarget",
-    "HdInsightTarget",
-    "BatchTarget",
-    "DatabricksTarget",
-    "DataLakeAnalyticsTarget",
-    "KubernetesTarget",
-    "SynapseSparkTarget",
-];
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -204,15 +195,16 @@ pub struct Flaps {
 /// Watches every target kind and the events of the samples' namespace from now on.
 pub fn watch_flaps(client: &Client) -> Arc<Mutex<Flaps>> {
     let flaps = Arc::new(Mutex::new(Flaps::default()));
-    for kind in TARGET_KINDS {
+    for names in azureml_attach::controller::kinds::target_kinds() {
         let resource = kube::api::ApiResource {
             group: "attach.azureml.io".into(),
             version: "v1alpha1".into(),
             api_version: "attach.azureml.io/v1alpha1".into(),
-            kind: kind.into(),
-            plural: format!("{}s", kind.to_lowercase()),
+            kind: names.kind.into(),
+            plural: names.plural,
         };
         let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), SAMPLES_NS, &resource);
+        let kind = names.kind;
         let flaps = flaps.clone();
         tokio::spawn(async move {
             let mut last: BTreeMap<String, String> = BTreeMap::new();

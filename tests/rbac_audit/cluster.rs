@@ -206,14 +206,9 @@ pub async fn wait_all_ready(
 /// first (each detaches; kubectl waits for the finalizers), then the MLWorkspace, then the
 /// credential Secrets (a target's detach still needs the workspace's credential).
 pub fn delete_samples(env: &TestEnv, namespace: &str, operator: &Operator) {
+    let all_targets = azureml_attach::controller::kinds::target_plurals().join(",");
     for (what, args) in [
-        (
-            "deleting the targets",
-            vec![
-                "remotevmtargets,hdinsighttargets,batchtargets,databrickstargets,datalakeanalyticstargets,kubernetestargets,synapsesparktargets",
-                "--all",
-            ],
-        ),
+        ("deleting the targets", vec![all_targets.as_str(), "--all"]),
         ("deleting the MLWorkspace", vec!["mlworkspaces", "--all"]),
         (
             "deleting the credential Secrets",

@@ -18,19 +18,20 @@ use kube::Client;
 /// `(verb, group, resource, subresource)` as the API server labels a request.
 pub type Key = (String, String, String, String);
 
-/// The resources of the operator's ClusterRole (deploy/base/rbac.yaml).
-const OPERATOR_RESOURCES: [(&str, &str); 10] = [
-    ("attach.azureml.io", "mlworkspaces"),
-    ("attach.azureml.io", "remotevmtargets"),
-    ("attach.azureml.io", "hdinsighttargets"),
-    ("attach.azureml.io", "batchtargets"),
-    ("attach.azureml.io", "databrickstargets"),
-    ("attach.azureml.io", "datalakeanalyticstargets"),
-    ("attach.azureml.io", "kubernetestargets"),
-    ("attach.azureml.io", "synapsesparktargets"),
-    ("", "secrets"),
-    ("events.k8s.io", "events"),
-];
+/// The resources of the operator's ClusterRole (deploy/base/rbac.yaml): MLWorkspaces, every
+/// target kind in the registry, Secrets and Events.
+fn operator_resources() -> Vec<(String, String)> {
+    let group = azureml_attach::api::GROUP.to_owned();
+    let mut out = vec![(group.clone(), "mlworkspaces".to_owned())];
+    out.extend(
+        azureml_attach::controller::kinds::target_plurals()
+            .into_iter()
+            .map(|plural| (group.clone(), plural)),
+    );
+    out.push((String::new(), "secrets".to_owned()));
+    out.push(("events.k8s.io".to_owned(), "events".to_owned()));
+    out
+}
 
 pub fn key(verb: &str, group: &str, resource: &str, subresource: &str) -> Key {
     (
@@ -87,12 +88,13 @@ pub async fn snapshot(admin: &Client, own: &Own) -> Snapshot {
         own: own.snapshot(),
         ..Snapshot::default()
     };
+    let resources = operator_resources();
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix("apiserver_request_total{") {
             let (labels, value) = parse(rest);
             let l = |n: &str| labels.get(n).cloned().unwrap_or_default();
             let (group, resource) = (l("group"), l("resource"));
-            if !OPERATOR_RESOURCES.contains(&(group.as_str(), resource.as_str())) {
+            if !resources.iter().any(|(g, r)| *g == group && *r == resource) {
                 continue;
             }
             let k = (l("verb"), group, resource, l("subresource"));

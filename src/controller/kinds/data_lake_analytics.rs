@@ -13,8 +13,6 @@ impl AttachTarget for DataLakeAnalyticsTarget {
         ComputeType::DataLakeAnalytics
     }
 
-    shared_accessors!();
-
     fn underlying(&self) -> Underlying {
         Underlying::ResourceId(self.spec.resource_id.clone())
     }

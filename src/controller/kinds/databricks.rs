@@ -13,8 +13,6 @@ impl AttachTarget for DatabricksTarget {
         ComputeType::Databricks
     }
 
-    shared_accessors!();
-
     fn underlying(&self) -> Underlying {
         Underlying::ResourceId(self.spec.resource_id.clone())
     }

@@ -15,8 +15,6 @@ impl AttachTarget for HdInsightTarget {
         ComputeType::HdInsight
     }
 
-    shared_accessors!();
-
     fn underlying(&self) -> Underlying {
         Underlying::ResourceId(self.spec.resource_id.clone())
     }

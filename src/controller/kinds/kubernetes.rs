@@ -17,8 +17,6 @@ impl AttachTarget for KubernetesTarget {
         ComputeType::Kubernetes
     }
 
-    shared_accessors!();
-
     fn underlying(&self) -> Underlying {
         Underlying::ResourceId(self.spec.resource_id.clone())
     }

@@ -1,25 +1,5 @@
 //! One small file per target kind: its `AttachTarget` implementation.
 
-/// The two accessors every kind implements the same way, because `target_crd!` gives every
-/// target spec the same shared fields and status.
-macro_rules! shared_accessors {
-    () => {
-        fn common(&self) -> $crate::controller::target::CommonSpec<'_> {
-            $crate::controller::target::CommonSpec {
-                workspace_ref: &self.spec.workspace_ref,
-                compute_name: self.spec.compute_name.as_deref(),
-                deletion_policy: self.spec.deletion_policy,
-                preflight: self.spec.preflight,
-                write_connection_secret_to_ref: self.spec.write_connection_secret_to_ref.as_ref(),
-            }
-        }
-
-        fn target_status(&self) -> Option<&$crate::api::TargetStatus> {
-            self.status.as_ref()
-        }
-    };
-}
-
 mod batch;
 mod data_lake_analytics;
 mod databricks;
@@ -69,17 +49,34 @@ pub fn target_crds() -> Vec<CustomResourceDefinition> {
     crds.0
 }
 
-/// The plural resource name of every target kind (`remotevmtargets`, …), for RBAC.
-pub fn target_plurals() -> Vec<String> {
-    struct Plurals(Vec<String>);
-    impl KindVisitor for Plurals {
+/// A target kind's names, from the registry (for tests, tools and RBAC checks).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KindNames {
+    /// `RemoteVmTarget`, …
+    pub kind: &'static str,
+    /// `remotevmtargets`, …
+    pub plural: String,
+}
+
+/// The names of every target kind, in registry order.
+pub fn target_kinds() -> Vec<KindNames> {
+    struct Names(Vec<KindNames>);
+    impl KindVisitor for Names {
         fn visit<K: AttachTarget + CustomResourceExt + Unpin>(&mut self) {
-            self.0.push(K::plural(&()).into_owned());
+            self.0.push(KindNames {
+                kind: K::KIND,
+                plural: K::plural(&()).into_owned(),
+            });
         }
     }
-    let mut plurals = Plurals(Vec::new());
-    for_each_kind(&mut plurals);
-    plurals.0
+    let mut names = Names(Vec::new());
+    for_each_kind(&mut names);
+    names.0
+}
+
+/// The plural resource name of every target kind (`remotevmtargets`, …), for RBAC.
+pub fn target_plurals() -> Vec<String> {
+    target_kinds().into_iter().map(|k| k.plural).collect()
 }
 
 #[cfg(test)]

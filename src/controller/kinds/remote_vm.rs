@@ -15,8 +15,6 @@ impl AttachTarget for RemoteVmTarget {
         ComputeType::VirtualMachine
     }
 
-    shared_accessors!();
-
     fn underlying(&self) -> Underlying {
         match (&self.spec.resource_id, &self.spec.address) {
             (Some(id), _) => Underlying::ResourceId(id.clone()),

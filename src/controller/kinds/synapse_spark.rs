@@ -14,8 +14,6 @@ impl AttachTarget for SynapseSparkTarget {
         ComputeType::SynapseSpark
     }
 
-    shared_accessors!();
-
     fn underlying(&self) -> Underlying {
         Underlying::ResourceId(self.spec.resource_id.clone())
     }
