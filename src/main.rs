@@ -332,7 +332,7 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     azure::install_crypto_provider();
     ops::logging::init(args.log_format)?;
     let azure = AzureConfig::load(args.azure.options(args.throttle()))?;
-    let client = kube::Client::try_default().await?;
+    let client = kube_client().await?;
     let metrics = Arc::new(Metrics::new());
     let readiness = Readiness::with_outage_limit(args.apiserver_outage_limit);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -430,6 +430,20 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     let _ = admin_task.await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The Kubernetes client from the kubeconfig or the in-cluster service account, without kube's
+/// built-in retry of 429, 503 and 504: that layer retries a request up to 15 times with a delay
+/// doubling to 1,000 s and says nothing, so a LIST the API server keeps refusing (priority and
+/// fairness, a watch cache re-initializing, a 60 s request timeout) left the operator waiting
+/// minutes with an empty log. Every caller retries by itself and says so: a watch backs off
+/// (0.8 s doubling to 30 s) and logs at WARN, a reconcile requeues and counts the error.
+async fn kube_client() -> Result<kube::Client, kube::Error> {
+    let mut config = kube::Config::infer()
+        .await
+        .map_err(kube::Error::InferConfig)?;
+    config.default_retry = false;
+    kube::Client::try_from(config)
 }
 
 /// Asks the API server for its version until it answers, with back-off (1 s doubling to 30 s):
