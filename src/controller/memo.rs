@@ -34,7 +34,10 @@ impl StatusMemo {
             .unwrap_or_default()
     }
 
-    /// Remembers the status just written (or forgets it when `None`: object released).
+    /// Remembers the status just written, or forgets the object's entry when `None`: after a
+    /// pass that wrote nothing (the store already holds its status, so the memo is not needed)
+    /// and when the object is released. The memo thus holds only the targets whose own write
+    /// the watch has not delivered yet, not one status per target for the life of the process.
     pub fn remember_status(&self, uid: &str, status: Option<TargetStatus>) {
         let mut memo = self
             .written
@@ -44,6 +47,14 @@ impl StatusMemo {
             Some(s) => memo.insert(uid.to_owned(), s),
             None => memo.remove(uid),
         };
+    }
+
+    /// How many statuses are remembered (for tests).
+    pub fn remembered(&self) -> usize {
+        self.written
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
     }
 
     /// Records that the finalizer of `uid` was removed by this process.
@@ -64,5 +75,30 @@ impl StatusMemo {
         self.released
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(hash: &str) -> TargetStatus {
+        TargetStatus {
+            attached_config_hash: Some(hash.to_owned()),
+            ..TargetStatus::default()
+        }
+    }
+
+    #[test]
+    fn a_written_status_is_kept_until_the_store_shows_it() {
+        let memo = StatusMemo::default();
+        // Written; the store still has the old copy: ours is the fresh one.
+        memo.remember_status("u", Some(status("new")));
+        assert_eq!(memo.fresh_status("u", Some(&status("old"))), status("new"));
+        assert_eq!(memo.remembered(), 1);
+        // The next pass found the store caught up and wrote nothing: nothing is kept.
+        memo.remember_status("u", None);
+        assert_eq!(memo.remembered(), 0);
+        assert_eq!(memo.fresh_status("u", Some(&status("new"))), status("new"));
     }
 }

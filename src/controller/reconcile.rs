@@ -246,9 +246,13 @@ async fn reconcile_inner<K: AttachTarget>(
     let step = Step::of(&next, ctx.resync);
 
     // 5. Apply: one status write if anything changed, then the events.
-    pass.write_status(&old, &mut status).await?;
-    ctx.memo
-        .remember_status(&uid, (!(step.done && deleting)).then(|| status.clone()));
+    let wrote = pass.write_status(&old, &mut status).await?;
+    // Kept only until the store shows our write: a pass that wrote nothing found the store
+    // already holding this status.
+    ctx.memo.remember_status(
+        &uid,
+        (wrote && !(step.done && deleting)).then(|| status.clone()),
+    );
     for (reason, note) in events {
         ctx.event(obj, reason, note).await;
     }
@@ -273,14 +277,16 @@ impl<K: AttachTarget> Pass<'_, K> {
     }
 
     /// Server-side applies the status when it changed (never replaces the object).
+    /// Writes `status` unless both our last write (`old`) and the store already hold it; says
+    /// whether it wrote.
     async fn write_status(
         &self,
         old: &TargetStatus,
         status: &mut TargetStatus,
-    ) -> Result<(), Error> {
+    ) -> Result<bool, Error> {
         status.observed_generation = self.obj.meta().generation;
         if status == old && self.obj.target_status() == Some(status) {
-            return Ok(());
+            return Ok(false);
         }
         let api: Api<K> = Api::namespaced(self.ctx.client.clone(), &self.ns);
         let patch = json!({
@@ -297,9 +303,9 @@ impl<K: AttachTarget> Pass<'_, K> {
             )
             .await
         {
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(true),
             // The object is gone (finalizer released): nothing to write.
-            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
             Err(e) => Err(Error::Kube(e)),
         }
     }
