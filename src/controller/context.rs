@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::channel::mpsc::UnboundedSender;
-use kube::runtime::events::{Event, Recorder, Reporter};
+use kube::runtime::events::{Event, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
 
@@ -15,7 +15,7 @@ use crate::azure::{AzureConfig, CredentialFactory, Throttle};
 use crate::controller::cache::ComputeListCache;
 use crate::controller::claims::Claim;
 use crate::controller::connect::{Connections, workspace_ref};
-use crate::controller::events::EventReason;
+use crate::controller::events::{EventReason, Events};
 use crate::controller::memo::StatusMemo;
 use crate::controller::secrets::Secrets;
 use crate::controller::target::AttachTarget;
@@ -39,8 +39,8 @@ pub struct Context {
     pub resync: Duration,
     /// Rule 7 cache.
     pub cache: ComputeListCache,
-    /// events.k8s.io recorder.
-    pub recorder: Recorder,
+    /// events.k8s.io recorder (renewed when its cache holds nothing current).
+    pub events: Events,
     /// Credential and connection Secrets (rule 12).
     pub secrets: Secrets,
     /// Resolves once every store a reconcile reads has listed once: nothing reconciles before,
@@ -77,7 +77,7 @@ impl Context {
             instance: std::env::var("POD_NAME").ok(),
         };
         Self {
-            recorder: Recorder::new(client.clone(), reporter),
+            events: Events::new(client.clone(), reporter),
             arm: Connections::new(
                 azure,
                 credentials,
@@ -170,7 +170,7 @@ impl Context {
             action: reason.as_str().to_owned(),
             secondary: None,
         };
-        if let Err(error) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
+        if let Err(error) = self.events.publish(&ev, &obj.object_ref(&())).await {
             tracing::warn!(%error, reason = reason.as_str(), "cannot publish event");
         }
     }

@@ -332,13 +332,16 @@ pub async fn run(
     );
 
     let states = pending.states;
-    let gauge_metrics = ctx.metrics.clone();
+    let gauge_ctx = ctx.clone();
     let gauge_stop = shutdown.clone();
     let gauges = async move {
         let update = async {
             loop {
                 tokio::time::sleep(Duration::from_secs(15)).await;
-                publish_target_states(&gauge_metrics, &states);
+                publish_target_states(&gauge_ctx.metrics, &states);
+                if gauge_ctx.events.expire() {
+                    tracing::debug!("event recorder renewed: its cached events had all expired");
+                }
             }
         };
         tokio::select! {
