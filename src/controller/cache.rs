@@ -9,10 +9,15 @@ use std::time::{Duration, Instant};
 use crate::azure::models::ComputeResource;
 use crate::azure::{ArmClient, ArmError, WorkspaceRef};
 
+/// A workspace's computes, each behind its own `Arc`: a write-through copies the list's
+/// pointers, not the computes (at 1,000 computes a workspace, a converge made a deep copy of the
+/// whole list for every attach).
+pub type Computes = Arc<Vec<Arc<ComputeResource>>>;
+
 #[derive(Default)]
 struct Entry {
     fetched: Option<Instant>,
-    computes: Arc<Vec<ComputeResource>>,
+    computes: Computes,
 }
 
 /// The per-workspace compute list cache. Holds no secrets: LIST never returns them.
@@ -41,11 +46,7 @@ impl ComputeListCache {
     }
 
     /// The workspace's computes, LISTing only when the entry is older than the TTL.
-    pub async fn get(
-        &self,
-        arm: &ArmClient,
-        ws: &WorkspaceRef,
-    ) -> Result<Arc<Vec<ComputeResource>>, ArmError> {
+    pub async fn get(&self, arm: &ArmClient, ws: &WorkspaceRef) -> Result<Computes, ArmError> {
         let entry = self.entry(ws);
         let mut e = entry.lock().await;
         if let Some(at) = e.fetched
@@ -54,7 +55,7 @@ impl ComputeListCache {
             return Ok(e.computes.clone());
         }
         let fresh = arm.list_computes(ws).await?;
-        e.computes = Arc::new(fresh);
+        e.computes = Arc::new(fresh.into_iter().map(Arc::new).collect());
         e.fetched = Some(Instant::now());
         Ok(e.computes.clone())
     }
@@ -63,13 +64,13 @@ impl ComputeListCache {
     pub async fn upsert(&self, ws: &WorkspaceRef, name: &str, compute: ComputeResource) {
         let entry = self.entry(ws);
         let mut e = entry.lock().await;
-        let mut list: Vec<ComputeResource> = e
+        let mut list: Vec<Arc<ComputeResource>> = e
             .computes
             .iter()
             .filter(|c| !same_name(c, name))
             .cloned()
             .collect();
-        list.push(compute);
+        list.push(Arc::new(compute));
         e.computes = Arc::new(list);
     }
 
@@ -77,7 +78,7 @@ impl ComputeListCache {
     pub async fn remove(&self, ws: &WorkspaceRef, name: &str) {
         let entry = self.entry(ws);
         let mut e = entry.lock().await;
-        let list: Vec<ComputeResource> = e
+        let list: Vec<Arc<ComputeResource>> = e
             .computes
             .iter()
             .filter(|c| !same_name(c, name))

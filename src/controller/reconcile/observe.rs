@@ -144,7 +144,11 @@ pub fn config_hash<K: AttachTarget>(obj: &K, secret_rv: Option<&str>) -> String 
 }
 
 /// The LIST seen from one target.
-pub fn azure_view<K: AttachTarget>(obj: &K, name: &str, list: &[ComputeResource]) -> AzureView {
+pub fn azure_view<K: AttachTarget>(
+    obj: &K,
+    name: &str,
+    list: &[std::sync::Arc<ComputeResource>],
+) -> AzureView {
     if let Some(c) = list.iter().find(|c| same_name(c, name)) {
         return AzureView::Present(summarize::<K>(obj, c));
     }
