@@ -77,17 +77,71 @@ pub fn helm(env: &TestEnv, args: &[&str], values: &Path) -> String {
 }
 
 pub fn rollout_status(env: &TestEnv) {
-    run_ok(
-        "kubectl rollout status",
-        kubectl(env).args([
+    let out = kubectl(env)
+        .args([
             "rollout",
             "status",
             &format!("deployment/{RELEASE}"),
             "-n",
             NS,
             "--timeout=180s",
-        ]),
+        ])
+        .output()
+        .expect("kubectl rollout status");
+    if !out.status.success() {
+        panic!(
+            "kubectl rollout status failed:\n{}{}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout),
+            rollout_diagnostics(env)
+        );
+    }
+}
+
+/// What a stuck rollout shows: the pods and their conditions, the namespace's events, and the
+/// operator containers' logs (current and previous).
+fn rollout_diagnostics(env: &TestEnv) -> String {
+    let mut out = String::new();
+    let mut show = |title: &str, args: &[&str]| {
+        let result = kubectl(env).args(args).output();
+        let text = match result {
+            Ok(o) => format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ),
+            Err(e) => format!("cannot run kubectl: {e}"),
+        };
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = lines[lines.len().saturating_sub(60)..].join("\n");
+        out.push_str(&format!("--- {title}\n{tail}\n"));
+    };
+    show("pods", &["get", "pods", "-n", NS, "-o", "wide"]);
+    show(
+        "pod conditions",
+        &["describe", "pods", "-n", NS, "-l", SELECTOR],
     );
+    show(
+        "events",
+        &["get", "events", "-n", NS, "--sort-by=.lastTimestamp"],
+    );
+    show(
+        "operator logs",
+        &[
+            "logs",
+            "-n",
+            NS,
+            "-l",
+            SELECTOR,
+            "--tail=60",
+            "--all-containers",
+        ],
+    );
+    show(
+        "previous operator logs",
+        &["logs", "-n", NS, "-l", SELECTOR, "--tail=30", "--previous"],
+    );
+    out
 }
 
 /// The operator pods, Ready or not, that are not being deleted.
