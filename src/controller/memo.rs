@@ -49,8 +49,9 @@ impl StatusMemo {
         };
     }
 
-    /// How many statuses are remembered (for tests).
-    pub fn remembered(&self) -> usize {
+    /// How many statuses are remembered.
+    #[cfg(test)]
+    fn remembered(&self) -> usize {
         self.written
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
