@@ -103,7 +103,7 @@ where
             hooks,
             ..
         } = self;
-        let events = events.inspect(move |e| health.api_reachable(e.is_ok()));
+        let events = events.inspect(move |e| health.api_reachable(answered(e)));
         let fan_out = reflector::reflector(writer, events).for_each(move |r| {
             match r {
                 Ok(event) => {
@@ -136,6 +136,22 @@ where
             }
         }
         .boxed()
+    }
+}
+
+/// Whether a watch result is an answer from the API server. An error status (429 "storage is
+/// (re)initializing" for a CRD just created, 403, 410) is one: counted as unreachable, a quiet
+/// kind whose watch then restarted cleanly sent no event to say so, and the operator stayed
+/// not ready. Only a failure to reach the server (connection, TLS, timeout) is not an answer.
+fn answered<K>(result: &watcher::Result<watcher::Event<K>>) -> bool {
+    match result {
+        Ok(_) | Err(watcher::Error::WatchError(_)) => true,
+        Err(
+            watcher::Error::InitialListFailed(e)
+            | watcher::Error::WatchStartFailed(e)
+            | watcher::Error::WatchFailed(e),
+        ) => matches!(e, kube::Error::Api(_)),
+        Err(_) => false,
     }
 }
 
@@ -229,4 +245,25 @@ where
         let _ = store.wait_until_ready().await;
     }
     .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::ConfigMap;
+
+    #[test]
+    fn an_error_status_is_an_answer_and_a_dead_connection_is_not() {
+        let status = kube::core::Status::failure("storage is (re)initializing", "TooManyRequests")
+            .with_code(429);
+        let refused: watcher::Result<watcher::Event<ConfigMap>> = Err(
+            watcher::Error::WatchStartFailed(kube::Error::Api(Box::new(status))),
+        );
+        assert!(answered(&refused));
+        let unreachable: watcher::Result<watcher::Event<ConfigMap>> = Err(
+            watcher::Error::WatchStartFailed(kube::Error::Service("connection refused".into())),
+        );
+        assert!(!answered(&unreachable));
+        assert!(answered(&Ok(watcher::Event::<ConfigMap>::Init)));
+    }
 }
